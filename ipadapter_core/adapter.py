@@ -1,0 +1,118 @@
+"""A loaded adapter file and the building of one application of it to a model."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from .attention import Application, SiteKV, SpatialMask
+from .errors import IPAdapterError
+from .kinds import ModelKind, detect_kind
+from .loading import AdapterWeights, load_adapter_file
+from .sites import Site, match_sites
+from .weighting import LayerWeight
+
+EMBEDS_SCALING = ["V only", "K+V", "K+V w/ C penalty", "K+mean(V) w/ C penalty"]
+
+
+class IPAdapterModel:
+    """An adapter file: its kind, its projection model (built on first use) and its K/V weights."""
+
+    def __init__(self, weights: AdapterWeights, name: str = "") -> None:
+        self.name = name or os.path.basename(weights.path) or "adapter"
+        self.weights = weights
+        self.kind: ModelKind = detect_kind(weights.image_proj, weights.ip_adapter, self.name)
+        self._projection: torch.nn.Module | None = None
+
+    @classmethod
+    def from_file(cls, path: str) -> "IPAdapterModel":
+        return cls(load_adapter_file(path), os.path.basename(path))
+
+    def projection(self) -> torch.nn.Module:
+        if self._projection is None:
+            module = self.kind.build()
+            try:
+                module.load_state_dict({k: v.float() for k, v in self.weights.image_proj.items()}, strict=True)
+            except RuntimeError as exc:
+                raise IPAdapterError(
+                    f"'{self.name}' looks like a {self.kind.label} adapter but its weights do not load: "
+                    f"{str(exc).splitlines()[0]}",
+                    expected=f"a complete {self.kind.label} file", fix="Download the file again.",
+                ) from None
+            self._projection = module.float().eval().requires_grad_(False)
+        return self._projection
+
+    def project(self, embeds: torch.Tensor, **kwargs) -> torch.Tensor:
+        """Encoder output (or face embeds) -> image tokens ``[N, T, projection width]``, in fp32."""
+        with torch.no_grad():
+            return self.projection()(embeds.float(), **kwargs)
+
+    def kv_weights(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        ia = self.weights.ip_adapter
+        return ia[f"{n}.to_k_ip.weight"], ia[f"{n}.to_v_ip.weight"]
+
+
+def _scale_kv(k: torch.Tensor, v: torch.Tensor, w: float, mode: str, inner: int):
+    """Fold a weight into K/V (K+V modes) or leave it as an output scale (V only)."""
+    if mode == "V only":
+        return k, v, w
+    if mode in ("K+V w/ C penalty", "K+mean(V) w/ C penalty"):
+        w = w * inner / 1280
+    if mode == "K+mean(V) w/ C penalty":
+        mean = v.mean(dim=1, keepdim=True)
+        return k * w, (v - mean) + mean * w, 1.0
+    if mode in ("K+V", "K+V w/ C penalty"):
+        return k * w, v * w, 1.0
+    raise IPAdapterError(f"Unknown embeds_scaling '{mode}'.", expected=", ".join(EMBEDS_SCALING),
+                         fix="Pick a scaling mode from the list.", input="embeds_scaling")
+
+
+def build_application(
+    adapter: IPAdapterModel,
+    sites: list[Site],
+    cond: torch.Tensor,
+    uncond: torch.Tensor,
+    weights: dict[tuple, LayerWeight],
+    *,
+    embeds_scaling: str = "V only",
+    alt_cond: torch.Tensor | None = None,
+    unfold: bool = False,
+    sigma_start: float = 1e9,
+    sigma_end: float = 0.0,
+    mask: torch.Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> Application:
+    """Project image tokens through every site's K/V once.
+
+    ``cond``/``uncond``/``alt_cond`` are image tokens ``[N, T, C]``. Without ``unfold`` the N token
+    sets are concatenated (every latent sees all images); with it, image i conditions latent i.
+    Sites whose weight is 0 get no entry and cost nothing at sampling time.
+    """
+    numbering = match_sites(sites, adapter.weights.ip_adapter, adapter.kind.label)
+    per_site: dict[tuple, SiteKV] = {}
+    for site in sites:
+        lw = weights.get(site.key)
+        if lw is None or lw.weight == 0:
+            continue
+        wk, wv = (w.to(device, torch.float32) for w in adapter.kv_weights(numbering[site.key]))
+        source = alt_cond if (lw.alt and alt_cond is not None) else cond
+        kc, vc = _project_kv(source, wk, wv, device)
+        ku, vu = _project_kv(uncond, wk, wv, device)
+        kc, vc, scale = _scale_kv(kc, vc, lw.weight, embeds_scaling, site.inner_dim)
+        ku, vu, _ = _scale_kv(ku, vu, lw.weight, embeds_scaling, site.inner_dim)
+        if not unfold:
+            kc, vc, ku, vu = (t.reshape(1, -1, t.shape[-1]) for t in (kc, vc, ku, vu))
+        if lw.swap:  # the reference feeds the negative branch only; the positive gets nothing
+            per_site[site.key] = SiteKV(None, None, kc, vc, scale)
+        else:
+            per_site[site.key] = SiteKV(kc, vc, ku, vu, scale)
+    return Application(
+        sites=per_site, sigma_start=sigma_start, sigma_end=sigma_end,
+        mask=SpatialMask(mask) if mask is not None else None, label=adapter.name,
+    )
+
+
+def _project_kv(tokens: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens = tokens.to(device, torch.float32)
+    return tokens @ wk.T, tokens @ wv.T

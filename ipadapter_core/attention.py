@@ -1,0 +1,192 @@
+"""The decoupled image cross-attention, as a per-site patch.
+
+    out = Attn(q, K, V) + sum_a  w_a * m_a * Attn(q, K'_a, V'_a)
+
+q, K, V are the block's own (the host computes them); K'_a/V'_a are the adapter's image keys and
+values. They are constants of an application, so they are projected once (``SiteKV``) and only
+re-assembled for a new batch layout; the per-step work is the attention itself.
+
+The host's attention function is injected (``AttentionFn``) so this module stays free of ComfyUI;
+``sdpa_attention`` is the plain-PyTorch default used in tests.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, dict], torch.Tensor]
+
+
+def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, extra: dict | None = None):
+    """Multi-head attention on ``[B, N, heads*dim]`` tensors (PyTorch SDPA)."""
+    b, nq, inner = q.shape
+    d = inner // heads
+    qh, kh, vh = (t.reshape(b, -1, heads, d).transpose(1, 2) for t in (q, k, v))
+    out = F.scaled_dot_product_attention(qh, kh, vh)
+    return out.transpose(1, 2).reshape(b, nq, inner)
+
+
+@dataclass
+class SiteKV:
+    """One application's image keys/values at one site, projected once.
+
+    ``k_cond``/``v_cond`` are ``[N, T, inner]`` with N = 1 (one token set for every latent) or one
+    row per image (batch mode: image i conditions latent i). ``scale`` multiplies the output
+    (``V only``); the K+V scaling modes are folded into K and V instead.
+    """
+
+    k_cond: torch.Tensor | None
+    v_cond: torch.Tensor | None
+    k_uncond: torch.Tensor | None
+    v_uncond: torch.Tensor | None
+    scale: float
+    _layouts: dict = field(default_factory=dict, repr=False)
+
+    def assembled(self, cond_or_uncond: tuple, per_chunk: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """K'/V' rows for a batch laid out as ``cond_or_uncond`` chunks of ``per_chunk`` latents."""
+        key = (cond_or_uncond, per_chunk, device, dtype)
+        hit = self._layouts.get(key)
+        if hit is None:
+            ks, vs = [], []
+            for chunk in cond_or_uncond:
+                k, v = (self.k_uncond, self.v_uncond) if chunk == 1 else (self.k_cond, self.v_cond)
+                if k is None:  # precise types: this branch gets no reference (zero K/V -> zero output)
+                    k = torch.zeros_like(self.k_cond if self.k_cond is not None else self.k_uncond)
+                    v = torch.zeros_like(k)
+                ks.append(_fit_rows(k, per_chunk))
+                vs.append(_fit_rows(v, per_chunk))
+            hit = (torch.cat(ks).to(device, dtype), torch.cat(vs).to(device, dtype))
+            if len(self._layouts) > 8:
+                self._layouts.clear()
+            self._layouts[key] = hit
+        return hit
+
+
+def _fit_rows(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Repeat a 1-row tensor to n rows, or fit a per-image tensor to n (repeat last / truncate)."""
+    if t.shape[0] == n:
+        return t
+    if t.shape[0] == 1:
+        return t.expand(n, *t.shape[1:])
+    if t.shape[0] > n:
+        return t[:n]
+    return torch.cat([t, t[-1:].expand(n - t.shape[0], *t.shape[1:])])
+
+
+class SpatialMask:
+    """An attention mask [M, H, W] resized once per token grid and batch layout."""
+
+    def __init__(self, mask: torch.Tensor) -> None:
+        self.mask = mask.float()
+        self._cache: dict = {}
+
+    def rows(self, grid: tuple[int, int], chunks: int, per_chunk: int, device, dtype) -> torch.Tensor:
+        key = (grid, chunks, per_chunk, device, dtype)
+        hit = self._cache.get(key)
+        if hit is None:
+            m = F.interpolate(self.mask.unsqueeze(1), size=grid, mode="bilinear", align_corners=False)
+            m = _fit_rows(m.reshape(m.shape[0], -1, 1), per_chunk)
+            hit = m.repeat(chunks, 1, 1).to(device, dtype)
+            if len(self._cache) > 16:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
+
+
+_last_sigma: list[Any] = [None, 0.0]
+
+
+def current_sigma(sigmas: torch.Tensor | None) -> float:
+    """The sampler's current sigma, read once per UNet call (the same tensor reaches every site)."""
+    if sigmas is None:
+        return 1e9
+    ref = _last_sigma[0]
+    if ref is not None and ref() is sigmas:
+        return _last_sigma[1]
+    value = float(sigmas.reshape(-1)[0])
+    _last_sigma[0], _last_sigma[1] = weakref.ref(sigmas), value
+    return value
+
+
+@dataclass
+class Application:
+    """One adapter applied to a model: its K/V at every site it acts on, mask and sigma window."""
+
+    sites: dict[tuple, SiteKV]
+    sigma_start: float = 1e9
+    sigma_end: float = 0.0
+    mask: SpatialMask | None = None
+    label: str = "IPAdapter"
+
+    def contribution(self, site_key: tuple, q: torch.Tensor, extra: dict, attention: AttentionFn):
+        kv = self.sites.get(site_key)
+        if kv is None:
+            return None
+        sigma = current_sigma(extra.get("sigmas"))
+        if not (self.sigma_end <= sigma <= self.sigma_start):
+            return None
+        cou = tuple(extra.get("cond_or_uncond") or (0,))
+        per_chunk = q.shape[0] // len(cou)
+        k, v = kv.assembled(cou, per_chunk, q.device, q.dtype)
+        out = attention(q, k, v, extra.get("n_heads", 1), extra)
+        if kv.scale != 1.0:
+            out = out * kv.scale
+        if self.mask is not None:
+            out = out * self.mask.rows(_token_grid(extra, q.shape[1]), len(cou), per_chunk, q.device, q.dtype)
+        return out
+
+
+def _token_grid(extra: dict, tokens: int) -> tuple[int, int]:
+    shape = extra.get("activations_shape")
+    if shape is not None and shape[-2] * shape[-1] == tokens:
+        return int(shape[-2]), int(shape[-1])
+    oh, ow = (extra.get("original_shape") or [1, 1, 1, 1])[-2:]
+    scale = (oh * ow / tokens) ** 0.5
+    h = max(1, round(oh / scale))
+    return h, tokens // h
+
+
+class CrossAttentionPatch:
+    """The attn2 replacement for one site: the block's own attention plus every stacked adapter.
+
+    Immutable: stacking builds a new patch, so a cloned model never changes its parent, and
+    ``__deepcopy__`` (ComfyUI deep-copies model_options on every clone) shares instead of copying
+    adapter tensors. A foreign replacement already on the site (another pack's) is kept as
+    ``inner`` and still computes the base attention; ours adds to its result.
+    """
+
+    def __init__(self, site_key: tuple, applications: tuple = (), attention: AttentionFn = sdpa_attention,
+                 inner: Callable | None = None) -> None:
+        self.site_key = site_key
+        self.applications = tuple(applications)
+        self.attention = attention
+        self.inner = inner
+
+    def stacked(self, application: Application) -> "CrossAttentionPatch":
+        return CrossAttentionPatch(self.site_key, self.applications + (application,), self.attention, self.inner)
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra: dict) -> torch.Tensor:
+        if self.inner is not None:
+            out = self.inner(q, k, v, extra)
+        else:
+            out = self.attention(q, k, v, extra["n_heads"], extra)
+        for app in self.applications:
+            extra_out = app.contribution(self.site_key, q, extra, self.attention)
+            if extra_out is not None:
+                out = out + extra_out
+        return out.to(q.dtype)
+
+    def __deepcopy__(self, memo: dict) -> "CrossAttentionPatch":
+        return self
+
+    def to(self, device_or_dtype: Any) -> "CrossAttentionPatch":
+        if self.inner is not None and hasattr(self.inner, "to"):
+            moved = self.inner.to(device_or_dtype)
+            if moved is not self.inner:
+                return CrossAttentionPatch(self.site_key, self.applications, self.attention, moved)
+        return self

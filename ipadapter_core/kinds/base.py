@@ -1,0 +1,63 @@
+"""What a model kind is: a descriptor produced by a family module's ``detect``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+FAMILY_NAMES = {"sd15": "SD1.5", "sdxl": "SDXL", "kolors": "Kolors"}
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """Everything the pack needs to know about an adapter file, read from its tensors.
+
+    ``encoder_output`` is the CLIP vision output the projection consumes ("image_embeds" or
+    "penultimate_hidden_states"; None for plain FaceID/Portrait, which only need a face
+    embedding) and ``encoder_width`` its last dimension.
+    """
+
+    kind: str
+    label: str
+    family: str
+    context_dim: int
+    tokens: int
+    encoder_output: str | None
+    encoder_width: int | None
+    build: Callable[[], nn.Module] = field(repr=False, compare=False)
+    face: bool = False
+    face_embedding: str | None = None  # "normed" or "raw" for FaceID kinds
+    needs_lora: bool = False
+    plus_v2_possible: bool = False  # FaceID-Plus: v1 and v2 share a layout
+    shortcut: bool = False  # Kolors FaceID always uses the v2 shortcut
+    image_size: int = 224
+
+    @property
+    def family_name(self) -> str:
+        return FAMILY_NAMES.get(self.family, self.family)
+
+    @property
+    def uses_hidden_states(self) -> bool:
+        return self.encoder_output == "penultimate_hidden_states"
+
+
+def shape(sd: dict[str, torch.Tensor], key: str) -> tuple[int, ...] | None:
+    t = sd.get(key)
+    return tuple(t.shape) if isinstance(t, torch.Tensor) else None
+
+
+def context_dim_of(ip_adapter: dict[str, torch.Tensor]) -> int | None:
+    """The UNet context width the adapter's K/V projections read (768 SD1.5, 2048 SDXL/Kolors)."""
+    s = shape(ip_adapter, "1.to_k_ip.weight")
+    return s[1] if s else None
+
+
+def family_of(context_dim: int) -> str:
+    return {768: "sd15", 2048: "sdxl"}.get(context_dim, f"context-{context_dim}")
+
+
+def has_face_lora(ip_adapter: dict[str, torch.Tensor]) -> bool:
+    return "0.to_q_lora.down.weight" in ip_adapter

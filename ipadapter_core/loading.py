@@ -1,0 +1,133 @@
+"""Reading adapter files safely.
+
+A model file is untrusted input: ``.bin``/``.pt`` files are pickles, so they are only read with
+``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
+Both published containers are accepted: the nested ``.bin`` dict and the flat, prefixed
+``.safetensors`` layout.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from dataclasses import dataclass
+
+import torch
+
+from .errors import IPAdapterError
+
+SAFETENSORS_EXT = (".safetensors", ".sft")
+PICKLE_EXT = (".bin", ".pt", ".pth", ".ckpt", ".ipadpt")
+
+# The Kolors FaceID file calls the attention weights "adapter_modules".
+ADAPTER_SECTION_NAMES = ("ip_adapter", "adapter_modules")
+
+
+@dataclass
+class AdapterWeights:
+    """An adapter file split into its two sections."""
+
+    image_proj: dict[str, torch.Tensor]
+    ip_adapter: dict[str, torch.Tensor]
+    path: str = ""
+
+
+def load_tensor_file(path: str) -> dict:
+    """Load a state dict from ``.safetensors`` or a weights-only pickle; refuse everything else."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise IPAdapterError(
+            f"The file '{path}' does not exist.",
+            fix="Check the path, or pick the file again from the list after refreshing ComfyUI (press 'r').",
+        )
+    ext = os.path.splitext(path)[1].lower()
+    if ext in SAFETENSORS_EXT:
+        return _load_safetensors(path, name)
+    if ext in PICKLE_EXT:
+        return _load_pickle(path, name)
+    raise IPAdapterError(
+        f"'{name}' has the extension '{ext}', which this pack does not read.",
+        expected="a .safetensors file (preferred) or a PyTorch .bin/.pt/.pth file",
+        fix="Download the model file in one of those formats.",
+    )
+
+
+def _load_safetensors(path: str, name: str) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except Exception as exc:  # safetensors raises its own SafetensorError and OSError
+        detail = str(exc)
+        hint = ""
+        if "HeaderTooLarge" in detail or "header" in detail.lower():
+            hint = " The header is unreadable: the download was probably an HTML page or was cut short."
+        size = os.path.getsize(path)
+        raise IPAdapterError(
+            f"'{name}' ({size:,} bytes) is not a valid safetensors file: {detail}.{hint}",
+            expected="a complete .safetensors model file",
+            fix="Delete the file and download it again (use the file's 'download' link, not the web page).",
+        ) from None
+
+
+def _load_pickle(path: str, name: str) -> dict:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise IPAdapterError(
+            f"'{name}' holds Python objects other than tensors, so it was refused and nothing in it was run "
+            f"({str(exc).splitlines()[0]}).",
+            expected="a weights-only file: tensors in plain dicts/lists",
+            fix="Use the official .safetensors or .bin release of this model; never load model files from "
+            "untrusted sources.",
+        ) from None
+    except Exception as exc:
+        raise IPAdapterError(
+            f"'{name}' could not be read as a PyTorch file: {str(exc).splitlines()[0]}",
+            expected="a complete PyTorch .bin/.pt file or a .safetensors file",
+            fix="The file is probably truncated or not a model; download it again.",
+        ) from None
+    if not isinstance(data, dict):
+        raise IPAdapterError(
+            f"'{name}' holds a {type(data).__name__}, not a dictionary of tensors.",
+            expected="a state dict",
+            fix="Check that this is an IP-Adapter model file.",
+        )
+    return data
+
+
+def split_adapter_sections(sd: dict, source: str = "") -> AdapterWeights:
+    """Return the ``image_proj`` and ``ip_adapter`` sections of a nested or flat state dict."""
+    name = os.path.basename(source) or "the adapter"
+    image_proj: dict[str, torch.Tensor] = {}
+    ip_adapter: dict[str, torch.Tensor] = {}
+    if isinstance(sd.get("image_proj"), dict):
+        image_proj = dict(sd["image_proj"])
+        for section in ADAPTER_SECTION_NAMES:
+            if isinstance(sd.get(section), dict):
+                ip_adapter = dict(sd[section])
+                break
+    else:
+        for key, value in sd.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            head, _, rest = key.partition(".")
+            if head == "image_proj":
+                image_proj[rest] = value
+            elif head in ADAPTER_SECTION_NAMES:
+                ip_adapter[rest] = value
+    if not image_proj or not ip_adapter:
+        raise IPAdapterError(
+            f"{name} is not an IP-Adapter model: it has no "
+            f"{'image_proj' if not image_proj else 'ip_adapter'} weights "
+            f"(first keys: {', '.join(list(sd)[:4]) or 'none'}).",
+            expected="an IP-Adapter file with image_proj.* and ip_adapter.* weights",
+            fix="Checkpoints, LoRAs and CLIP vision files go in their own folders and loaders; put only "
+            "IP-Adapter files in models/ipadapter.",
+        )
+    return AdapterWeights(image_proj=image_proj, ip_adapter=ip_adapter, path=source)
+
+
+def load_adapter_file(path: str) -> AdapterWeights:
+    """Load an IP-Adapter file and split it into its sections."""
+    return split_adapter_sections(load_tensor_file(path), path)
