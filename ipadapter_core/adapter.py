@@ -26,7 +26,7 @@ class IPAdapterModel:
         self._projection: torch.nn.Module | None = None
 
     @classmethod
-    def from_file(cls, path: str) -> "IPAdapterModel":
+    def from_file(cls, path: str) -> IPAdapterModel:
         return cls(load_adapter_file(path), os.path.basename(path))
 
     def projection(self) -> torch.nn.Module:

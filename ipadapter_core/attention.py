@@ -13,8 +13,9 @@ The host's attention function is injected (``AttentionFn``) so this module stays
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -167,7 +168,7 @@ class CrossAttentionPatch:
         self.attention = attention
         self.inner = inner
 
-    def stacked(self, application: Application) -> "CrossAttentionPatch":
+    def stacked(self, application: Application) -> CrossAttentionPatch:
         return CrossAttentionPatch(self.site_key, self.applications + (application,), self.attention, self.inner)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra: dict) -> torch.Tensor:
@@ -181,10 +182,10 @@ class CrossAttentionPatch:
                 out = out + extra_out
         return out.to(q.dtype)
 
-    def __deepcopy__(self, memo: dict) -> "CrossAttentionPatch":
+    def __deepcopy__(self, memo: dict) -> CrossAttentionPatch:
         return self
 
-    def to(self, device_or_dtype: Any) -> "CrossAttentionPatch":
+    def to(self, device_or_dtype: Any) -> CrossAttentionPatch:
         if self.inner is not None and hasattr(self.inner, "to"):
             moved = self.inner.to(device_or_dtype)
             if moved is not self.inner:

@@ -36,7 +36,7 @@ class IPAdapterError(Exception):
             parts.append(f"What to do: {self.fix}")
         return "\n".join(parts)
 
-    def at(self, node: str | None = None, input: str | None = None) -> "IPAdapterError":
+    def at(self, node: str | None = None, input: str | None = None) -> IPAdapterError:
         """Fill in the node and input if the raiser could not know them; returns self."""
         if node and not self.node:
             self.node = node

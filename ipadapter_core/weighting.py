@@ -9,8 +9,8 @@ Resolved once per application into a per-site ``LayerWeight``; nothing here runs
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from .errors import IPAdapterError
 from .sites import Site

@@ -25,7 +25,8 @@ def detect(image_proj: dict, ip_adapter: dict) -> ModelKind | None:
         clip_dim = perceiver_in[1]
         if context == 4096:
             return ModelKind(
-                kind="kolors_faceid_plus", label="Kolors FaceID-Plus", family="kolors", context_dim=unet_context or 2048,
+                kind="kolors_faceid_plus", label="Kolors FaceID-Plus", family="kolors",
+                context_dim=unet_context or 2048,
                 tokens=tokens, encoder_output="penultimate_hidden_states", encoder_width=clip_dim, face=True,
                 face_embedding="normed", shortcut=True, image_size=336,
                 build=lambda: ProjModelFaceIdPlus(context, id_dim, clip_dim, tokens, hidden // id_dim),

@@ -1,0 +1,141 @@
+"""Applying an adapter to a model: the steps every apply node shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..ipadapter_core.adapter import build_application
+from ..ipadapter_core.embeds import check_finite, combine
+from ..ipadapter_core.errors import IPAdapterError
+from ..ipadapter_core.kinds import ModelKind
+from ..ipadapter_core.weighting import resolve
+from . import encoding, host
+from .pipeline import Pipeline
+
+FAMILY_CONTEXT = {768: "SD1.5", 2048: "SDXL", 1280: "the SDXL refiner", 1024: "SD2.x"}
+
+
+@dataclass
+class ApplyOptions:
+    weight: float = 1.0
+    weight_type: str = "linear"
+    combine_embeds: str = "concat"
+    start_at: float = 0.0
+    end_at: float = 1.0
+    embeds_scaling: str = "V only"
+    unfold: bool = False
+    composition_weight: float = 1.0
+    style_boost: float | None = None
+    composition_boost: float | None = None
+    layer_weights: dict[int, float] | None = None
+
+
+def adapter_of(pipeline: Pipeline | None) -> Pipeline:
+    if not isinstance(pipeline, Pipeline) or pipeline.adapter is None:
+        raise IPAdapterError(
+            "No IP-Adapter model reached this node.",
+            expected="an IPADAPTER from 'IPAdapter Unified Loader' or 'IPAdapter Model Loader'",
+            fix="Connect the ipadapter output of a loader node.", input="ipadapter",
+        )
+    return pipeline
+
+
+def check_model(model, kind: ModelKind) -> None:
+    """Refuse an adapter made for another base model before anything is computed."""
+    ctx = host.context_dim(model)
+    if ctx is None:
+        raise IPAdapterError(
+            "This model has no UNet cross-attention layers (e.g. SD3, Flux or a video model).",
+            expected="an SD1.5, SDXL or Kolors model",
+            fix="IP-Adapters for other families need their own node packs; use an SD1.5/SDXL checkpoint here.",
+            input="model",
+        )
+    if ctx != kind.context_dim:
+        model_family = FAMILY_CONTEXT.get(ctx, f"a model with {ctx}-wide text context")
+        fix = ("The SDXL refiner cannot take image prompts: apply the adapter to the SDXL base model."
+               if ctx == 1280 else f"Load a {model_family} adapter, or use a {kind.family_name} checkpoint.")
+        raise IPAdapterError(
+            f"The adapter is a {kind.family_name} model ({kind.label}) but the checkpoint is {model_family}.",
+            expected=f"a {kind.family_name} checkpoint for this adapter", fix=fix, input="model",
+        )
+
+
+def check_not_face(kind: ModelKind) -> None:
+    if kind.face:
+        raise IPAdapterError(
+            f"This is a FaceID adapter ({kind.label}); it needs a face embedding from InsightFace, which this "
+            "node does not compute.",
+            expected="a non-FaceID adapter (standard, plus, full face ...)",
+            fix="Use 'IPAdapter FaceID' with 'IPAdapter Unified Loader FaceID' (or 'IPAdapter InsightFace "
+            "Loader') for FaceID models.", input="ipadapter",
+        )
+
+
+def check_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
+    if mask is None:
+        return None
+    if mask.dim() == 2:
+        mask = mask.unsqueeze(0)
+    if mask.dim() != 3 or mask.shape[0] == 0 or min(mask.shape[-2:]) < 1:
+        raise IPAdapterError(f"The mask has shape {tuple(mask.shape)}.", expected="a MASK [batch, H, W]",
+                             fix="Connect a MASK output (Load Image's mask, Solid Mask, ...).", input="attn_mask")
+    check_finite(mask, "mask", "attn_mask")
+    return mask
+
+
+def encode_pair(pipeline: Pipeline, kind: ModelKind, image: torch.Tensor, image_negative, clip_vision):
+    """Reference image(s) -> (cond, uncond) encoder outputs for this adapter."""
+    encoding.check_image(image, "image")
+    cv = encoding.require_clip_vision(clip_vision or pipeline.clip_vision, kind)
+    cond = encoding.encode(cv, kind, image)
+    uncond = encoding.negative(cv, kind, cond, image_negative)
+    return cond, uncond
+
+
+def apply_embeds(model, pipeline: Pipeline, cond: torch.Tensor, uncond: torch.Tensor, opts: ApplyOptions,
+                 attn_mask: torch.Tensor | None = None, alt_cond: torch.Tensor | None = None):
+    """Project embeds, resolve per-layer weights and patch a clone of the model."""
+    adapter = pipeline.adapter
+    kind = adapter.kind
+    check_model(model, kind)
+    check_finite(cond, "reference embeds", "image")
+    mask = check_mask(attn_mask)
+    if not opts.unfold:
+        cond = combine(cond, opts.combine_embeds)
+        if opts.combine_embeds != "concat":
+            uncond = uncond[:1]
+    uncond = _fit(uncond, cond.shape[0])
+    cond_tokens, uncond_tokens = adapter.project(cond), adapter.project(uncond)
+    alt_tokens = adapter.project(combine(alt_cond, opts.combine_embeds)) if alt_cond is not None else None
+    sites = host.model_sites(model)
+    weights = resolve(opts.weight_type, opts.weight, sites, kind.family, composition_weight=opts.composition_weight,
+                      style_boost=opts.style_boost, composition_boost=opts.composition_boost,
+                      layer_weights=opts.layer_weights)
+    sigma_start, sigma_end = host.sigma_window(model, opts.start_at, opts.end_at)
+    application = build_application(
+        adapter, sites, cond_tokens, uncond_tokens, weights, embeds_scaling=opts.embeds_scaling,
+        alt_cond=alt_tokens, unfold=opts.unfold, sigma_start=sigma_start, sigma_end=sigma_end, mask=mask,
+        device=host.compute_device(),
+    )
+    patched = model.clone()
+    host.patch_model(patched, application)
+    return patched
+
+
+def _fit(t: torch.Tensor, n: int) -> torch.Tensor:
+    if t.shape[0] == n:
+        return t
+    if t.shape[0] > n:
+        return t[:n]
+    return torch.cat([t, t[-1:].expand(n - t.shape[0], *t.shape[1:])])
+
+
+def apply_images(model, pipeline, image, opts: ApplyOptions, image_negative=None, attn_mask=None, clip_vision=None):
+    pipeline = adapter_of(pipeline)
+    kind = pipeline.adapter.kind
+    check_not_face(kind)
+    check_model(model, kind)
+    cond, uncond = encode_pair(pipeline, kind, image, image_negative, clip_vision)
+    return apply_embeds(model, pipeline, cond, uncond, opts, attn_mask)

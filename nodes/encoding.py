@@ -1,0 +1,74 @@
+"""From reference images to the encoder outputs an adapter consumes, with the checks users need."""
+
+from __future__ import annotations
+
+import torch
+
+from ..ipadapter_core import config
+from ..ipadapter_core.embeds import check_finite
+from ..ipadapter_core.errors import IPAdapterError
+from ..ipadapter_core.kinds import ModelKind
+from . import host
+
+
+def encoder_label(name: str | None, width: int | None = None) -> str:
+    if name is None:
+        return f"an unknown encoder ({width}-wide output)" if width else "an unknown encoder"
+    return config.encoders()[name]["label"]
+
+
+def required_encoder(kind: ModelKind) -> str | None:
+    return config.encoder_for_output(kind.encoder_output, kind.encoder_width) if kind.encoder_output else None
+
+
+def check_image(image: torch.Tensor | None, input: str) -> None:
+    if image is None or image.shape[0] == 0:
+        raise IPAdapterError("The image batch is empty.", expected="at least one image",
+                             fix="Connect a Load Image node (or a non-empty batch).", input=input)
+    if image.dim() != 4 or image.shape[-1] not in (3, 4):
+        raise IPAdapterError(f"The image has shape {tuple(image.shape)}.", expected="an IMAGE [batch, H, W, 3]",
+                             fix="Connect an IMAGE output (Load Image, VAE Decode, ...).", input=input)
+    check_finite(image, "image", input)
+
+
+def require_clip_vision(clip_vision, kind: ModelKind):
+    if clip_vision is None:
+        enc = required_encoder(kind)
+        file = config.encoders()[enc]["file"] if enc else "the matching CLIP vision file"
+        raise IPAdapterError(
+            f"The {kind.label} adapter needs a CLIP vision encoder and none is connected.",
+            expected=f"{encoder_label(enc)} ({file}) on the clip_vision input, or a unified loader pipeline",
+            fix=f"Add a 'Load CLIP Vision' node with {file} and connect it to clip_vision, or load the adapter "
+            "with 'IPAdapter Unified Loader', which finds the encoder for you.",
+            input="clip_vision",
+        )
+    return clip_vision
+
+
+def encode(clip_vision, kind: ModelKind, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Encode and return the output this adapter consumes, after checking the encoder fits."""
+    out = host.encode_image(clip_vision, image[..., :3], mask)
+    embeds = out[kind.encoder_output]
+    if embeds.shape[-1] != kind.encoder_width:
+        got = config.encoder_from_widths(out["image_embeds"].shape[-1], out["penultimate_hidden_states"].shape[-1])
+        need = required_encoder(kind)
+        file = config.encoders()[need]["file"] if need else "the matching encoder"
+        raise IPAdapterError(
+            f"Wrong CLIP vision for this adapter: the {kind.label} adapter needs {encoder_label(need)}, "
+            f"but the connected encoder is {encoder_label(got, embeds.shape[-1])} "
+            f"({embeds.shape[-1]}-wide {kind.encoder_output}, the adapter reads {kind.encoder_width}).",
+            expected=f"{encoder_label(need)}: {file}",
+            fix=f"Load {file} in 'Load CLIP Vision' (or use the unified loader, which picks the right one).",
+            input="clip_vision",
+        )
+    return embeds
+
+
+def negative(clip_vision, kind: ModelKind, cond: torch.Tensor, image_negative: torch.Tensor | None) -> torch.Tensor:
+    """The unconditional embeds: the negative image's, else zeros (pooled) or a black image's states."""
+    if image_negative is not None:
+        check_image(image_negative, "image_negative")
+        return encode(clip_vision, kind, image_negative)
+    if kind.uses_hidden_states:
+        return encode(clip_vision, kind, host.black_image(clip_vision))
+    return torch.zeros_like(cond[:1])
