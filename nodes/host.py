@@ -20,7 +20,10 @@ from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.sites import Site
 
 FOLDER = "ipadapter"
-_SITE_PATH = re.compile(r"^(input_blocks|middle_block|output_blocks)\.(\d+)\.\d+\.transformer_blocks\.(\d+)\.attn2$")
+_SITE_PATH = re.compile(
+    r"^(input_blocks|output_blocks)\.(\d+)\.\d+\.transformer_blocks\.(\d+)\.attn2$"
+    r"|^(middle_block)\.\d+\.transformer_blocks\.(\d+)\.attn2$"
+)
 _BLOCK_NAMES = {"input_blocks": "input", "middle_block": "middle", "output_blocks": "output"}
 
 
@@ -57,11 +60,12 @@ def model_sites(model) -> list[Site]:
         match = _SITE_PATH.match(name)
         if match is None or module is None:
             continue
-        block, number, index = _BLOCK_NAMES[match.group(1)], int(match.group(2)), int(match.group(3))
+        if match.group(4):
+            block, number, index = "middle", 0, int(match.group(5))
+        else:
+            block, number, index = _BLOCK_NAMES[match.group(1)], int(match.group(2)), int(match.group(3))
         transformer = name.split(".transformer_blocks.")[0]
         t_idx = transformer_of.setdefault(transformer, len(transformer_of))
-        if block == "middle":
-            number = 0
         sites.append(Site((block, number, index), t_idx, module.to_q.weight.shape[0], module.heads))
     _sites_cache[unet] = sites
     return sites
