@@ -70,20 +70,25 @@ def _load_safetensors(path: str, name: str) -> dict:
         ) from None
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _load_pickle(path: str, name: str) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise IPAdapterError(
             f"'{name}' holds Python objects other than tensors, so it was refused and nothing in it was run "
-            f"({str(exc).splitlines()[0]}).",
+            f"({_first_line(exc)}).",
             expected="a weights-only file: tensors in plain dicts/lists",
             fix="Use the official .safetensors or .bin release of this model; never load model files from "
             "untrusted sources.",
         ) from None
     except Exception as exc:
         raise IPAdapterError(
-            f"'{name}' could not be read as a PyTorch file: {str(exc).splitlines()[0]}",
+            f"'{name}' could not be read as a PyTorch file: {_first_line(exc)}",
             expected="a complete PyTorch .bin/.pt file or a .safetensors file",
             fix="The file is probably truncated or not a model; download it again.",
         ) from None
