@@ -6,7 +6,7 @@ import os
 
 import torch
 
-from .attention import Application, SiteKV, SpatialMask
+from .attention import Application, SiteKV, SpatialMask, fit_rows
 from .errors import IPAdapterError
 from .kinds import ModelKind, detect_kind
 from .loading import AdapterWeights, load_adapter_file
@@ -53,12 +53,17 @@ class IPAdapterModel:
         return ia[f"{n}.to_k_ip.weight"], ia[f"{n}.to_v_ip.weight"]
 
 
-def _scale_kv(k: torch.Tensor, v: torch.Tensor, w: float, mode: str, inner: int):
-    """Fold a weight into K/V (K+V modes) or leave it as an output scale (V only)."""
+def _scale_kv(k: torch.Tensor, v: torch.Tensor, w: float | torch.Tensor, mode: str, inner: int):
+    """Fold a weight into K/V (K+V modes) or leave it as an output scale (V only).
+
+    ``w`` is a float, or one weight per row of k/v (batch mode with a per-frame schedule).
+    """
     if mode == "V only":
         return k, v, w
     if mode in ("K+V w/ C penalty", "K+mean(V) w/ C penalty"):
         w = w * inner / 1280
+    if isinstance(w, torch.Tensor):
+        w = w.reshape(-1, 1, 1).to(k.device)
     if mode == "K+mean(V) w/ C penalty":
         mean = v.mean(dim=1, keepdim=True)
         return k * w, (v - mean) + mean * w, 1.0
@@ -81,26 +86,36 @@ def build_application(
     sigma_start: float = 1e9,
     sigma_end: float = 0.0,
     mask: torch.Tensor | None = None,
+    frame_weights: torch.Tensor | None = None,
     device: torch.device | str = "cpu",
 ) -> Application:
     """Project image tokens through every site's K/V once.
 
     ``cond``/``uncond``/``alt_cond`` are image tokens ``[N, T, C]``. Without ``unfold`` the N token
     sets are concatenated (every latent sees all images); with it, image i conditions latent i.
-    Sites whose weight is 0 get no entry and cost nothing at sampling time.
+    Sites whose weight is 0 get no entry and cost nothing at sampling time. ``frame_weights`` (batch
+    mode only) multiplies each latent's weight: a per-frame schedule from 'IPAdapter Weights'.
     """
     numbering = match_sites(sites, adapter.weights.ip_adapter, adapter.kind.label)
+    if frame_weights is not None:
+        if not unfold:
+            raise ValueError("frame_weights need unfold=True")
+        rows = max(cond.shape[0], frame_weights.shape[0])
+        cond, uncond = fit_rows(cond, rows), fit_rows(uncond, rows)
+        alt_cond = fit_rows(alt_cond, rows) if alt_cond is not None else None
+        frame_weights = fit_rows(frame_weights.float().reshape(-1), rows)
     per_site: dict[tuple, SiteKV] = {}
     for site in sites:
         lw = weights.get(site.key)
-        if lw is None or lw.weight == 0:
+        if lw is None or lw.weight == 0 or (frame_weights is not None and not frame_weights.any()):
             continue
+        w = lw.weight if frame_weights is None else lw.weight * frame_weights
         wk, wv = (w.to(device, torch.float32) for w in adapter.kv_weights(numbering[site.key]))
         source = alt_cond if (lw.alt and alt_cond is not None) else cond
         kc, vc = _project_kv(source, wk, wv, device)
         ku, vu = _project_kv(uncond, wk, wv, device)
-        kc, vc, scale = _scale_kv(kc, vc, lw.weight, embeds_scaling, site.inner_dim)
-        ku, vu, _ = _scale_kv(ku, vu, lw.weight, embeds_scaling, site.inner_dim)
+        kc, vc, scale = _scale_kv(kc, vc, w, embeds_scaling, site.inner_dim)
+        ku, vu, _ = _scale_kv(ku, vu, w, embeds_scaling, site.inner_dim)
         if not unfold:
             kc, vc, ku, vu = (t.reshape(1, -1, t.shape[-1]) for t in (kc, vc, ku, vu))
         if lw.swap:  # the reference feeds the negative branch only; the positive gets nothing

@@ -38,19 +38,20 @@ class SiteKV:
 
     ``k_cond``/``v_cond`` are ``[N, T, inner]`` with N = 1 (one token set for every latent) or one
     row per image (batch mode: image i conditions latent i). ``scale`` multiplies the output
-    (``V only``); the K+V scaling modes are folded into K and V instead.
+    (``V only``): a float, or a ``[N]`` tensor of per-frame weights in batch mode. The K+V scaling
+    modes are folded into K and V instead.
     """
 
     k_cond: torch.Tensor | None
     v_cond: torch.Tensor | None
     k_uncond: torch.Tensor | None
     v_uncond: torch.Tensor | None
-    scale: float
+    scale: float | torch.Tensor
     _layouts: dict = field(default_factory=dict, repr=False)
 
-    def assembled(self, cond_or_uncond: tuple, per_chunk: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """K'/V' rows for a batch laid out as ``cond_or_uncond`` chunks of ``per_chunk`` latents."""
-        key = (cond_or_uncond, per_chunk, device, dtype)
+    def assembled(self, cond_or_uncond: tuple, rows: RowLayout, device, dtype):
+        """K'/V' (and per-row scale) for a batch of ``cond_or_uncond`` chunks laid out as ``rows``."""
+        key = (cond_or_uncond, rows, device, dtype)
         hit = self._layouts.get(key)
         if hit is None:
             ks, vs = [], []
@@ -59,17 +60,47 @@ class SiteKV:
                 if k is None:  # precise types: this branch gets no reference (zero K/V -> zero output)
                     k = torch.zeros_like(self.k_cond if self.k_cond is not None else self.k_uncond)
                     v = torch.zeros_like(k)
-                ks.append(_fit_rows(k, per_chunk))
-                vs.append(_fit_rows(v, per_chunk))
-            hit = (torch.cat(ks).to(device, dtype), torch.cat(vs).to(device, dtype))
+                ks.append(rows.take(k))
+                vs.append(rows.take(v))
+            scale = self.scale
+            if isinstance(scale, torch.Tensor):
+                scale = torch.cat([rows.take(scale.reshape(-1, 1, 1))] * len(cond_or_uncond)).to(device, dtype)
+            hit = (torch.cat(ks).to(device, dtype), torch.cat(vs).to(device, dtype), scale)
             if len(self._layouts) > 8:
                 self._layouts.clear()
             self._layouts[key] = hit
         return hit
 
 
-def _fit_rows(t: torch.Tensor, n: int) -> torch.Tensor:
-    """Repeat a 1-row tensor to n rows, or fit a per-image tensor to n (repeat last / truncate)."""
+@dataclass(frozen=True)
+class RowLayout:
+    """How the latents of one chunk map to per-image rows.
+
+    ``per_chunk`` latents per cond/uncond chunk; with AnimateDiff context windows, ``sub_idxs`` are
+    the frames of this window out of ``full_length`` (per-frame rows are fitted to the full length
+    first, then indexed).
+    """
+
+    per_chunk: int
+    sub_idxs: tuple[int, ...] | None = None
+    full_length: int | None = None
+
+    @classmethod
+    def of(cls, extra: dict, per_chunk: int) -> RowLayout:
+        ad = extra.get("ad_params")
+        if isinstance(ad, dict) and ad.get("sub_idxs") is not None and len(ad["sub_idxs"]) == per_chunk:
+            return cls(per_chunk, tuple(int(i) for i in ad["sub_idxs"]), int(ad.get("full_length") or 0) or None)
+        return cls(per_chunk)
+
+    def take(self, t: torch.Tensor) -> torch.Tensor:
+        if self.sub_idxs is None or t.shape[0] == 1:
+            return fit_rows(t, self.per_chunk)
+        full = fit_rows(t, max(self.full_length or 0, max(self.sub_idxs) + 1))
+        return full[list(self.sub_idxs)]
+
+
+def fit_rows(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Repeat a 1-row tensor to n rows, or fit a per-image tensor to n (repeat the last / truncate)."""
     if t.shape[0] == n:
         return t
     if t.shape[0] == 1:
@@ -86,12 +117,12 @@ class SpatialMask:
         self.mask = mask.float()
         self._cache: dict = {}
 
-    def rows(self, grid: tuple[int, int], chunks: int, per_chunk: int, device, dtype) -> torch.Tensor:
-        key = (grid, chunks, per_chunk, device, dtype)
+    def rows(self, grid: tuple[int, int], chunks: int, rows: RowLayout, device, dtype) -> torch.Tensor:
+        key = (grid, chunks, rows, device, dtype)
         hit = self._cache.get(key)
         if hit is None:
             m = F.interpolate(self.mask.unsqueeze(1), size=grid, mode="bilinear", align_corners=False)
-            m = _fit_rows(m.reshape(m.shape[0], -1, 1), per_chunk)
+            m = rows.take(m.reshape(m.shape[0], -1, 1))
             hit = m.repeat(chunks, 1, 1).to(device, dtype)
             if len(self._cache) > 16:
                 self._cache.clear()
@@ -132,13 +163,13 @@ class Application:
         if not (self.sigma_end <= sigma <= self.sigma_start):
             return None
         cou = tuple(extra.get("cond_or_uncond") or (0,))
-        per_chunk = q.shape[0] // len(cou)
-        k, v = kv.assembled(cou, per_chunk, q.device, q.dtype)
+        rows = RowLayout.of(extra, q.shape[0] // len(cou))
+        k, v, scale = kv.assembled(cou, rows, q.device, q.dtype)
         out = attention(q, k, v, extra.get("n_heads", 1), extra)
-        if kv.scale != 1.0:
-            out = out * kv.scale
+        if isinstance(scale, torch.Tensor) or scale != 1.0:
+            out = out * scale
         if self.mask is not None:
-            out = out * self.mask.rows(_token_grid(extra, q.shape[1]), len(cou), per_chunk, q.device, q.dtype)
+            out = out * self.mask.rows(_token_grid(extra, q.shape[1]), len(cou), rows, q.device, q.dtype)
         return out
 
 

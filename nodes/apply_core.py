@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..ipadapter_core.adapter import build_application
+from ..ipadapter_core.adapter import build_application, fit_rows
 from ..ipadapter_core.embeds import check_finite, combine
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
@@ -106,7 +106,7 @@ def apply_embeds(model, pipeline: Pipeline, cond: torch.Tensor, uncond: torch.Te
         cond = combine(cond, opts.combine_embeds)
         if opts.combine_embeds != "concat":
             uncond = uncond[:1]
-    uncond = _fit(uncond, cond.shape[0])
+    uncond = fit_rows(uncond, cond.shape[0])
     cond_tokens, uncond_tokens = adapter.project(cond), adapter.project(uncond)
     alt_tokens = adapter.project(combine(alt_cond, opts.combine_embeds)) if alt_cond is not None else None
     sites = host.model_sites(model)
@@ -122,14 +122,6 @@ def apply_embeds(model, pipeline: Pipeline, cond: torch.Tensor, uncond: torch.Te
     patched = model.clone()
     host.patch_model(patched, application)
     return patched
-
-
-def _fit(t: torch.Tensor, n: int) -> torch.Tensor:
-    if t.shape[0] == n:
-        return t
-    if t.shape[0] > n:
-        return t[:n]
-    return torch.cat([t, t[-1:].expand(n - t.shape[0], *t.shape[1:])])
 
 
 def apply_images(model, pipeline, image, opts: ApplyOptions, image_negative=None, attn_mask=None, clip_vision=None):
