@@ -95,33 +95,58 @@ def encode_pair(pipeline: Pipeline, kind: ModelKind, image: torch.Tensor, image_
 
 
 def apply_embeds(model, pipeline: Pipeline, cond: torch.Tensor, uncond: torch.Tensor, opts: ApplyOptions,
-                 attn_mask: torch.Tensor | None = None, alt_cond: torch.Tensor | None = None):
-    """Project embeds, resolve per-layer weights and patch a clone of the model."""
+                 attn_mask: torch.Tensor | None = None, alt_cond: torch.Tensor | None = None, clone: bool = True):
+    """Combine and project encoder outputs, then patch (a clone of) the model with the tokens."""
     adapter = pipeline.adapter
-    kind = adapter.kind
-    check_model(model, kind)
+    check_model(model, adapter.kind)
     check_finite(cond, "reference embeds", "image")
-    mask = check_mask(attn_mask)
     if not opts.unfold:
         cond = combine(cond, opts.combine_embeds)
         if opts.combine_embeds != "concat":
             uncond = uncond[:1]
     uncond = fit_rows(uncond, cond.shape[0])
-    cond_tokens, uncond_tokens = adapter.project(cond), adapter.project(uncond)
     alt_tokens = adapter.project(combine(alt_cond, opts.combine_embeds)) if alt_cond is not None else None
+    return apply_tokens(model, adapter, adapter.project(cond), adapter.project(uncond), opts, attn_mask,
+                        alt_tokens, clone=clone)
+
+
+def apply_tokens(model, adapter, cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor, opts: ApplyOptions,
+                 attn_mask: torch.Tensor | None = None, alt_tokens: torch.Tensor | None = None, clone: bool = True):
+    """Resolve per-layer weights and the sigma window, build the application and patch the model.
+
+    ``clone=False`` adds to a model this node already cloned (tiles, regional params).
+    """
+    kind = adapter.kind
+    check_model(model, kind)
+    mask = check_mask(attn_mask)
+    weight, frame_weights = split_weight(opts.weight, opts.unfold)
     sites = host.model_sites(model)
-    weights = resolve(opts.weight_type, opts.weight, sites, kind.family, composition_weight=opts.composition_weight,
+    weights = resolve(opts.weight_type, weight, sites, kind.family, composition_weight=opts.composition_weight,
                       style_boost=opts.style_boost, composition_boost=opts.composition_boost,
                       layer_weights=opts.layer_weights)
     sigma_start, sigma_end = host.sigma_window(model, opts.start_at, opts.end_at)
     application = build_application(
         adapter, sites, cond_tokens, uncond_tokens, weights, embeds_scaling=opts.embeds_scaling,
         alt_cond=alt_tokens, unfold=opts.unfold, sigma_start=sigma_start, sigma_end=sigma_end, mask=mask,
-        device=host.compute_device(),
+        frame_weights=frame_weights, device=host.compute_device(),
     )
-    patched = model.clone()
+    patched = model.clone() if clone else model
     host.patch_model(patched, application)
     return patched
+
+
+def split_weight(weight, unfold: bool) -> tuple[float, torch.Tensor | None]:
+    """A scalar weight, or a per-frame list (from 'IPAdapter Weights'): frames only act in batch mode."""
+    if isinstance(weight, (list, tuple, torch.Tensor)):
+        values = torch.as_tensor(weight, dtype=torch.float32).reshape(-1)
+        if values.numel() == 0:
+            raise IPAdapterError("The weight list is empty.", expected="a number or a list of per-frame weights",
+                                 fix="Check the node feeding 'weight'.", input="weight")
+        check_finite(values, "weight list", "weight")
+        if unfold:
+            return 1.0, values
+        return float(values[0]), None
+    return float(weight), None
 
 
 def apply_images(model, pipeline, image, opts: ApplyOptions, image_negative=None, attn_mask=None, clip_vision=None):
