@@ -31,9 +31,11 @@ class IPAdapterModel:
 
     def projection(self) -> torch.nn.Module:
         if self._projection is None:
-            module = self.kind.build()
+            with torch.device("meta"):  # no point initialising weights the file replaces
+                module = self.kind.build()
             try:
-                module.load_state_dict({k: v.float() for k, v in self.weights.image_proj.items()}, strict=True)
+                module.load_state_dict({k: v.float() for k, v in self.weights.image_proj.items()}, strict=True,
+                                       assign=True)
             except RuntimeError as exc:
                 raise IPAdapterError(
                     f"'{self.name}' looks like a {self.kind.label} adapter but its weights do not load: "
@@ -43,10 +45,12 @@ class IPAdapterModel:
             self._projection = module.float().eval().requires_grad_(False)
         return self._projection
 
-    def project(self, embeds: torch.Tensor, **kwargs) -> torch.Tensor:
-        """Encoder output (or face embeds) -> image tokens ``[N, T, projection width]``, in fp32."""
+    def project(self, embeds: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        """Encoder output (or face embeds, then CLIP embeds) -> image tokens ``[N, T, width]``, in fp32."""
+        args = tuple(a.float() if isinstance(a, torch.Tensor) else a for a in args)
+        kwargs = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
         with torch.no_grad():
-            return self.projection()(embeds.float(), **kwargs)
+            return self.projection()(embeds.float(), *args, **kwargs)
 
     def kv_weights(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         ia = self.weights.ip_adapter
@@ -113,7 +117,7 @@ def build_application(
         wk, wv = (w.to(device, torch.float32) for w in adapter.kv_weights(numbering[site.key]))
         source = alt_cond if (lw.alt and alt_cond is not None) else cond
         kc, vc = _project_kv(source, wk, wv, device)
-        ku, vu = _project_kv(uncond, wk, wv, device)
+        ku, vu = _project_kv(fit_rows(uncond, source.shape[0]), wk, wv, device)
         kc, vc, scale = _scale_kv(kc, vc, w, embeds_scaling, site.inner_dim)
         ku, vu, _ = _scale_kv(ku, vu, w, embeds_scaling, site.inner_dim)
         if not unfold:

@@ -1,23 +1,16 @@
-"""The ComfyUI layer: node declarations over ipadapter_core, plus host.py for ComfyUI internals."""
+"""The ComfyUI layer: node declarations over ipadapter_core, plus host.py for ComfyUI internals.
+
+Each node module exports ``NODES`` ({node type id: class}); ids are the incumbent's, so saved
+workflows load unchanged.
+"""
 
 from __future__ import annotations
 
-from . import host
-from .apply import IPAdapterAdvanced, IPAdapterEmbeds, IPAdapterSimple
-from .embeds import IPAdapterEncoder
-from .loaders import IPAdapterModelLoader, IPAdapterUnifiedLoader
+from . import apply, apply_variants, embeds, faceid_nodes, host, loaders, schedule_nodes, utility_nodes
 
 host.register_model_folder()
 
-# Node type ids are the incumbent's, so saved workflows load unchanged.
-NODES = {
-    "IPAdapterUnifiedLoader": IPAdapterUnifiedLoader,
-    "IPAdapterModelLoader": IPAdapterModelLoader,
-    "IPAdapter": IPAdapterSimple,
-    "IPAdapterAdvanced": IPAdapterAdvanced,
-    "IPAdapterEmbeds": IPAdapterEmbeds,
-    "IPAdapterEncoder": IPAdapterEncoder,
-}
-
-NODE_CLASS_MAPPINGS = dict(NODES)
-NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.DISPLAY_NAME for node_id, cls in NODES.items()}
+NODE_CLASS_MAPPINGS: dict[str, type] = {}
+for _module in (loaders, apply, embeds, apply_variants, faceid_nodes, utility_nodes, schedule_nodes):
+    NODE_CLASS_MAPPINGS.update(_module.NODES)
+NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.DISPLAY_NAME for node_id, cls in NODE_CLASS_MAPPINGS.items()}

@@ -130,3 +130,5 @@ def _embeds(t, kind, input: str):
             fix="Re-encode the image with this adapter connected to the Encoder.", input=input,
         )
     return t.float()
+
+NODES = {"IPAdapter": IPAdapterSimple, "IPAdapterAdvanced": IPAdapterAdvanced, "IPAdapterEmbeds": IPAdapterEmbeds}

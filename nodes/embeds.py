@@ -38,3 +38,5 @@ class IPAdapterEncoder(base.Node):
         cond = encoding.encode(cv, kind, image, mask)
         uncond = encoding.negative(cv, kind, cond, None)
         return (cond * weight, uncond)
+
+NODES = {"IPAdapterEncoder": IPAdapterEncoder}

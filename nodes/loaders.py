@@ -100,3 +100,5 @@ class IPAdapterUnifiedLoader(base.Node):
         if found is None:
             raise not_found(what, folder_key, host.folder_paths_for(folder_key), names, patterns, file, url)
         return host.full_path(folder_key, found)
+
+NODES = {"IPAdapterUnifiedLoader": IPAdapterUnifiedLoader, "IPAdapterModelLoader": IPAdapterModelLoader}

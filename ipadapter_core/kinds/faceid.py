@@ -19,11 +19,14 @@ def detect(image_proj: dict, ip_adapter: dict) -> ModelKind | None:
     tokens = last[0] // context
     perceiver_in = shape(image_proj, "perceiver_resampler.proj_in.weight")
     unet_context = context_dim_of(ip_adapter)
+    kolors = perceiver_in is not None and context == 4096
+    if unet_context != (2048 if kolors else context):  # projection and attention from different families
+        return None
     family = family_of(unet_context or context)
     fam = "SD1.5" if family == "sd15" else "SDXL"
     if perceiver_in is not None:
         clip_dim = perceiver_in[1]
-        if context == 4096:
+        if kolors:
             return ModelKind(
                 kind="kolors_faceid_plus", label="Kolors FaceID-Plus", family="kolors",
                 context_dim=unet_context or 2048,

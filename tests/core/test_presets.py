@@ -44,8 +44,15 @@ def test_vit_h_pattern_matches_the_readme_name_not_bigg():
 
 def test_not_found_lists_folders_near_misses_and_download():
     names = ["ip-adapter_sd15 .safetensors", "unrelated.bin"]
-    err = not_found("IP-Adapter", "ipadapter", ["/a/models/ipadapter", "/b/extra"], names,
-                    ("ip.adapter.sd15\\.(safetensors|bin)$",), "ip-adapter_sd15.safetensors", "https://example/x")
+    err = not_found(
+        "IP-Adapter",
+        "ipadapter",
+        ["/a/models/ipadapter", "/b/extra"],
+        names,
+        ("ip.adapter.sd15\\.(safetensors|bin)$",),
+        "ip-adapter_sd15.safetensors",
+        "https://example/x",
+    )
     text = str(err)
     assert "/a/models/ipadapter" in text and "/b/extra" in text
     assert "ip-adapter_sd15 .safetensors" in text  # the near miss with a stray space

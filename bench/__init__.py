@@ -1,0 +1,1 @@
+"""Benchmarks for IPAdapter Suite (run as scripts; see bench/README.md)."""
