@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Set up the test environment for IPAdapter Suite. Idempotent, and fast when nothing changed.
+#
+#   IPAS_VENV      virtualenv to create/use   (default ~/.cache/ipadapter-suite/venv)
+#   COMFYUI_PATH   ComfyUI checkout whose requirements to install (default ~/ComfyUI, if present)
+#   IPAS_PYTHON    interpreter used to create the venv (default python3)
+#
+# Prints one line per step. Installs: torch + torchvision (2.14.1/0.29.1 when available, else the
+# newest pair pip finds), the pack's own requirements plus its [test] and [faceid] extras, and
+# ComfyUI's requirements minus torch/torchvision/torchaudio, plus requests.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${IPAS_VENV:-$HOME/.cache/ipadapter-suite/venv}"
+BASE_PY="${IPAS_PYTHON:-python3}"
+COMFY="${COMFYUI_PATH:-$HOME/ComfyUI}"
+TORCH_PIN=(torch==2.14.1 torchvision==0.29.1)
+
+step() { printf '[setup] %s\n' "$*"; }
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+  step "creating venv at $VENV with $BASE_PY"
+  "$BASE_PY" -m venv "$VENV"
+else
+  step "venv at $VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check -q)
+
+comfy_reqs=""
+if [[ -f "$COMFY/requirements.txt" ]]; then
+  comfy_reqs="$COMFY/requirements.txt"
+fi
+
+# Everything the installed set depends on goes into the stamp key.
+key="$(
+  {
+    "$PY" -c 'import sys; print(sys.version)'
+    uname -m
+    cat "$ROOT/scripts/setup_env.sh" "$ROOT/pyproject.toml" "$ROOT/requirements.txt" 2>/dev/null
+    [[ -n "$comfy_reqs" ]] && cat "$comfy_reqs"
+    true
+  } | sha256sum | cut -c1-16
+)"
+STAMP="$VENV/.ipas-setup-$key"
+installed() {  # are these modules importable? (found, not imported: importing torch takes seconds)
+  "$PY" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' "$@"
+}
+if [[ -f "$STAMP" ]] && installed torch torchvision pytest ruff; then
+  step "up to date (stamp $key); nothing to install"
+  exit 0
+fi
+
+step "upgrading pip"
+"${PIP[@]}" install --upgrade pip >/dev/null
+
+if installed torch torchvision; then
+  step "torch already installed: $("$PY" -c 'import torch, torchvision; print(torch.__version__, torchvision.__version__)')"
+elif "${PIP[@]}" install "${TORCH_PIN[@]}"; then
+  step "installed ${TORCH_PIN[*]}"
+else
+  step "${TORCH_PIN[*]} not available here; installing the newest torch + torchvision pip finds"
+  "${PIP[@]}" install torch torchvision
+fi
+
+# The pack: runtime requirements plus the test and faceid extras, read from pyproject.toml
+# (the flat repo layout is not an installable distribution, so the extras are installed directly).
+mapfile -t extras < <("$PY" - "$ROOT/pyproject.toml" <<'PYEOF'
+import sys
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)["project"]
+optional = project.get("optional-dependencies", {})
+for name in ("test", "faceid"):
+    for req in optional.get(name, []):
+        print(req)
+PYEOF
+)
+step "installing pack requirements and extras [test,faceid]: ${#extras[@]} packages"
+"${PIP[@]}" install -r "$ROOT/requirements.txt" "${extras[@]}"
+
+if [[ -n "$comfy_reqs" ]]; then
+  filtered="$(mktemp)"
+  grep -v -E '^\s*(torch|torchvision|torchaudio)\s*([<>=!~;#].*)?$' "$comfy_reqs" > "$filtered" || true
+  step "installing ComfyUI requirements from $comfy_reqs (without torch/torchvision/torchaudio) + requests"
+  "${PIP[@]}" install -r "$filtered" requests
+  rm -f "$filtered"
+else
+  step "no ComfyUI at $COMFY (set COMFYUI_PATH); skipping its requirements, the host tier will be skipped"
+fi
+
+rm -f "$VENV"/.ipas-setup-*
+touch "$STAMP"
+step "done (stamp $key)"

@@ -1,0 +1,1 @@
+"""Host tier: the pack loaded into a real ComfyUI (in-process, CPU) and run on small models."""
