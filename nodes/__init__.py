@@ -6,11 +6,11 @@ workflows load unchanged.
 
 from __future__ import annotations
 
-from . import apply, apply_variants, embeds, faceid_nodes, host, loaders, schedule_nodes, utility_nodes
+from . import apply, apply_variants, doctor, embeds, faceid_nodes, host, loaders, schedule_nodes, utility_nodes
 
 host.register_model_folder()
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {}
-for _module in (loaders, apply, embeds, apply_variants, faceid_nodes, utility_nodes, schedule_nodes):
+for _module in (loaders, apply, embeds, apply_variants, faceid_nodes, utility_nodes, schedule_nodes, doctor):
     NODE_CLASS_MAPPINGS.update(_module.NODES)
 NODE_DISPLAY_NAME_MAPPINGS = {node_id: cls.DISPLAY_NAME for node_id, cls in NODE_CLASS_MAPPINGS.items()}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from typing import Any
 
 from ..ipadapter_core.adapter import EMBEDS_SCALING
@@ -48,22 +46,6 @@ IMAGE_NEGATIVE = ("IMAGE", {"tooltip": "Optional image whose features the result
 ATTN_MASK = ("MASK", {"tooltip": "Optional mask: where in the generated image the adapter acts (white = full)."})
 CLIP_VISION = ("CLIP_VISION", {"tooltip": "CLIP vision encoder; overrides the unified loader's. Must match the "
                                           "adapter (ViT-H for most, ViT-bigG for the ViT-G/SDXL base adapters)."})
-
-
-def reports_errors(display_name: str) -> Callable:
-    """Decorate a node's function so our errors name the node."""
-
-    def wrap(fn: Callable) -> Callable:
-        @functools.wraps(fn)
-        def run(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except IPAdapterError as exc:
-                raise exc.at(node=display_name) from None
-
-        return run
-
-    return wrap
 
 
 class Node:

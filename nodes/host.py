@@ -171,5 +171,14 @@ def load_clip_vision(path: str):
     return model
 
 
+def comfyui_version() -> str | None:
+    try:
+        import comfyui_version
+
+        return comfyui_version.__version__
+    except ImportError:
+        return None
+
+
 def interrupted() -> None:
     mm.throw_exception_if_processing_interrupted()

@@ -1,0 +1,32 @@
+"""The doctor node: an installation report shown in the UI (also `python -m ipadapter_cli doctor`)."""
+
+from __future__ import annotations
+
+from ..ipadapter_core import doctor
+from . import base, host
+
+
+class IPAdapterDoctor(base.Node):
+    DISPLAY_NAME = "IPAdapter Doctor"
+    DESCRIPTION = ("Report versions, ONNX Runtime providers, every model file in the ipadapter/clip_vision/loras "
+                   "folders identified by content, and what each unified-loader preset still needs.")
+    CATEGORY = "ipadapter/utils"
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("report",)
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict:
+        return {"required": {}}
+
+    @classmethod
+    def IS_CHANGED(cls) -> float:
+        return float("nan")  # the folders may have changed: always re-scan
+
+    def run(self) -> dict:
+        folders = {key: host.folder_paths_for(key) for key in doctor.FOLDER_KEYS}
+        text = doctor.report(folders, host.comfyui_version())
+        return {"ui": {"text": [text]}, "result": (text,)}
+
+
+NODES = {"IPAdapterDoctor": IPAdapterDoctor}
