@@ -11,6 +11,9 @@ from __future__ import annotations
 class IPAdapterError(Exception):
     """A mistake the user can fix, explained in plain words."""
 
+    # ComfyUI shows "<module>.<class>" as the error type; the pack's import path is a long temp-like name.
+    __module__ = "IPAdapterSuite"
+
     def __init__(
         self,
         problem: str,
