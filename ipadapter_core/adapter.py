@@ -133,5 +133,7 @@ def build_application(
 
 
 def _project_kv(tokens: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image keys/values, computed on ``device`` and kept on the CPU: the patch copies them to wherever
+    the model runs and drops those copies when ComfyUI offloads the model."""
     tokens = tokens.to(device, torch.float32)
-    return tokens @ wk.T, tokens @ wv.T
+    return (tokens @ wk.T).cpu(), (tokens @ wv.T).cpu()

@@ -71,6 +71,14 @@ class SiteKV:
             self._layouts[key] = hit
         return hit
 
+    def keep_device(self, device: torch.device) -> None:
+        _keep(self._layouts, device, 2)
+
+
+def _keep(cache: dict, device: torch.device, device_index: int) -> None:
+    for key in [k for k in cache if torch.device(k[device_index]) != device]:
+        del cache[key]
+
 
 @dataclass(frozen=True)
 class RowLayout:
@@ -129,6 +137,9 @@ class SpatialMask:
             self._cache[key] = hit
         return hit
 
+    def keep_device(self, device: torch.device) -> None:
+        _keep(self._cache, device, 3)
+
 
 _last_sigma: list[Any] = [None, 0.0]
 
@@ -155,13 +166,24 @@ class Application:
     mask: SpatialMask | None = None
     label: str = "IPAdapter"
 
+    @property
+    def always_on(self) -> bool:
+        """True when start_at=0 and end_at=1: no sigma needs to be read at all."""
+        return self.sigma_start >= 1e8 and self.sigma_end <= 0.0
+
     def contribution(self, site_key: tuple, q: torch.Tensor, extra: dict, attention: AttentionFn):
         kv = self.sites.get(site_key)
         if kv is None:
             return None
-        sigma = current_sigma(extra.get("sigmas"))
-        if not (self.sigma_end <= sigma <= self.sigma_start):
-            return None
+        gate = None
+        if not self.always_on:
+            sigmas = extra.get("sigmas")
+            if sigmas is not None and sigmas.device.type != "cpu":
+                # Decided on the device: reading the sigma back would stall the GPU at every block.
+                s = sigmas.reshape(-1)[:1]
+                gate = ((s >= self.sigma_end) & (s <= self.sigma_start)).to(q.dtype)
+            elif not (self.sigma_end <= current_sigma(sigmas) <= self.sigma_start):
+                return None
         cou = tuple(extra.get("cond_or_uncond") or (0,))
         rows = RowLayout.of(extra, q.shape[0] // len(cou))
         k, v, scale = kv.assembled(cou, rows, q.device, q.dtype)
@@ -170,7 +192,16 @@ class Application:
             out = out * scale
         if self.mask is not None:
             out = out * self.mask.rows(_token_grid(extra, q.shape[1]), len(cou), rows, q.device, q.dtype)
+        if gate is not None:
+            out = out * gate
         return out
+
+    def keep_device(self, device: torch.device) -> None:
+        """Drop cached copies on other devices (the model was moved or offloaded)."""
+        for kv in self.sites.values():
+            kv.keep_device(device)
+        if self.mask is not None:
+            self.mask.keep_device(device)
 
 
 def _token_grid(extra: dict, tokens: int) -> tuple[int, int]:
@@ -217,6 +248,10 @@ class CrossAttentionPatch:
         return self
 
     def to(self, device_or_dtype: Any) -> CrossAttentionPatch:
+        """ComfyUI moves patches with the model (load, offload): follow it, keep nothing behind."""
+        if isinstance(device_or_dtype, (torch.device, str)):
+            for app in self.applications:
+                app.keep_device(torch.device(device_or_dtype))
         if self.inner is not None and hasattr(self.inner, "to"):
             moved = self.inner.to(device_or_dtype)
             if moved is not self.inner:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import weakref
+from collections import OrderedDict
+
 import torch
 
 from ..ipadapter_core import config
@@ -45,9 +49,42 @@ def require_clip_vision(clip_vision, kind: ModelKind):
     return clip_vision
 
 
+class EncodingCache:
+    """CLIP outputs by (encoder object, image content, mask content), so a re-queue that only changes a
+    weight runs no encoder. Bounded; an entry is only served to the very encoder object that made it."""
+
+    def __init__(self, capacity: int = 32) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[tuple, tuple[weakref.ref, dict]] = OrderedDict()
+
+    @staticmethod
+    def digest(t: torch.Tensor | None) -> str | None:
+        if t is None:
+            return None
+        t = t.detach().to("cpu", torch.float32).contiguous()
+        return hashlib.blake2b(str(tuple(t.shape)).encode() + t.numpy().tobytes(), digest_size=16).hexdigest()
+
+    def get(self, clip_vision, image: torch.Tensor, mask: torch.Tensor | None, compute) -> dict[str, torch.Tensor]:
+        key = (id(clip_vision), self.digest(image), self.digest(mask))
+        hit = self._items.get(key)
+        if hit is not None and hit[0]() is clip_vision:
+            self._items.move_to_end(key)
+            return hit[1]
+        value = compute()
+        self._items[key] = (weakref.ref(clip_vision), value)
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+        return value
+
+
+ENCODINGS = EncodingCache()
+
+
 def encode(clip_vision, kind: ModelKind, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Encode and return the output this adapter consumes, after checking the encoder fits."""
-    out = host.encode_image(clip_vision, image[..., :3], mask)
+    """Encode (or reuse the encoding of the same pixels) and return the output this adapter consumes,
+    after checking the encoder fits."""
+    image = image[..., :3]
+    out = ENCODINGS.get(clip_vision, image, mask, lambda: host.encode_image(clip_vision, image, mask))
     embeds = out[kind.encoder_output]
     if embeds.shape[-1] != kind.encoder_width:
         got = config.encoder_from_widths(out["image_embeds"].shape[-1], out["penultimate_hidden_states"].shape[-1])

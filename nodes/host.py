@@ -182,3 +182,134 @@ def comfyui_version() -> str | None:
 
 def interrupted() -> None:
     mm.throw_exception_if_processing_interrupted()
+
+
+# --- files in ComfyUI's input/output folders and conditioning values (utility nodes) -------------
+
+
+def input_directory() -> str:
+    return folder_paths.get_input_directory()
+
+
+def input_file_path(name: str) -> str:
+    """The path of a file picked from the input folder (ComfyUI's "name [input]" annotations allowed)."""
+    return folder_paths.get_annotated_filepath(name)
+
+
+def output_save_path(filename_prefix: str, extension: str) -> tuple[str, str, str]:
+    """A fresh ``<prefix>_<counter:05>_<extension>`` path in the output folder, with ComfyUI's counter.
+
+    Returns (full path, file name, subfolder). The trailing underscore before the extension is what
+    ComfyUI's counter parses, so each save gets the next number instead of overwriting.
+    """
+    output_dir = folder_paths.get_output_directory()
+    try:
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
+    except Exception as exc:  # the host raises a bare Exception for prefixes leaving the output folder
+        raise IPAdapterError(
+            f"Cannot save with the prefix '{filename_prefix}': {str(exc).strip().splitlines()[0]}",
+            expected="a file name prefix, optionally with sub-folders inside the output folder",
+            fix="Use a prefix such as 'IP_embeds' or 'embeds/portrait'.", input="filename_prefix",
+        ) from None
+    name = f"{filename}_{counter:05}_{extension}"
+    return os.path.join(folder, name), name, subfolder
+
+
+def conditioning_with_values(conditioning: list, values: dict) -> list:
+    """A copy of a CONDITIONING with extra values set (the input is not modified)."""
+    import node_helpers
+
+    return node_helpers.conditioning_set_values(conditioning, values)
+
+
+# --- FaceID: InsightFace folders, LoRA files and application, Kolors' encoder_hid_proj ----------------
+
+INSIGHTFACE = "insightface"
+_TRANSFORMER_BLOCK = re.compile(r"^(input_blocks|output_blocks|middle_block)\.\d+(\.\d+)?\.transformer_blocks\.\d+$")
+
+
+def register_insightface_folder() -> None:
+    """models/insightface plus any ``insightface:`` paths from extra_model_paths.yaml (kept first)."""
+    default = os.path.join(folder_paths.models_dir, INSIGHTFACE)
+    paths = list(folder_paths.folder_names_and_paths.get(INSIGHTFACE, ([], set()))[0])
+    if default not in paths:
+        paths.append(default)
+    folder_paths.folder_names_and_paths[INSIGHTFACE] = (paths, {".onnx"})
+
+
+def insightface_roots() -> list[str]:
+    return folder_paths_for(INSIGHTFACE)
+
+
+def transformer_block_paths(model) -> list[str]:
+    """The UNet's transformer blocks in diffusers processor order (down, up, mid), as LDM module paths."""
+    order = {"input_blocks": 0, "output_blocks": 1, "middle_block": 2}
+    found = [name for name, _ in unet_of(model).named_modules() if _TRANSFORMER_BLOCK.match(name)]
+    return sorted(found, key=lambda n: order[n.split(".")[0]])  # stable: keeps run order within a section
+
+
+_lora_headers: dict[tuple, dict[str, tuple[int, ...]] | None] = {}
+
+
+def lora_shapes(path: str) -> dict[str, tuple[int, ...]] | None:
+    """Key -> shape of a .safetensors LoRA from its header only (cached per file version); None otherwise."""
+    if not path.lower().endswith((".safetensors", ".sft")):
+        return None
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    if key not in _lora_headers:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(path, framework="pt") as f:
+                _lora_headers[key] = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception:  # not a readable safetensors file: only its name can match
+            _lora_headers[key] = None
+    return _lora_headers[key]
+
+
+def lora_tensor(path: str, key: str) -> torch.Tensor:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return f.get_tensor(key)
+
+
+def load_lora_file(path: str) -> dict[str, torch.Tensor]:
+    import comfy.utils
+
+    return comfy.utils.load_torch_file(path, safe_load=True)
+
+
+def apply_lora(model, lora: dict[str, torch.Tensor], strength: float):
+    """A clone of ``model`` with the LoRA patched in at ``strength`` (ComfyUI's LoRA mechanism).
+
+    Refuses a LoRA none of whose keys fit this UNet, instead of ComfyUI's silent 'lora key not loaded'.
+    """
+    import comfy.lora
+    import comfy.sd
+
+    key_map = comfy.lora.model_lora_keys_unet(model.model, {})
+    prefixes = {k[: -len(suffix)] for k in lora for suffix in (".lora_down.weight", ".lora_up.weight")
+                if k.endswith(suffix)}
+    if prefixes and not any(p in key_map for p in prefixes):
+        raise IPAdapterError(
+            f"None of the LoRA's {len(prefixes)} layers exist in this model (e.g. {sorted(prefixes)[0]}).",
+            expected="the FaceID LoRA made for this checkpoint's family", fix="Use the LoRA that pairs with the "
+            "adapter (see docs/faceid.md), or a checkpoint of the adapter's family.", input="lora_strength",
+        )
+    return comfy.sd.load_lora_for_models(model, None, lora, strength, 0)[0]
+
+
+def encoder_hid_proj(model) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Kolors' ChatGLM (4096) -> UNet context (2048) projection, if the UNet loader kept it."""
+    proj = getattr(unet_of(model), "encoder_hid_proj", None)
+    if proj is None or not hasattr(proj, "weight"):
+        return None
+    bias = proj.bias if getattr(proj, "bias", None) is not None else torch.zeros(proj.weight.shape[0])
+    return proj.weight.detach(), bias.detach()
+
+
+def has_attention_lora(model) -> bool:
+    """True when some LoRA (or other weight patch) already changes the UNet's self-attention queries."""
+    return any(".attn1.to_q." in str(key) for key in getattr(model, "patches", {}))

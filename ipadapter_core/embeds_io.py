@@ -1,0 +1,152 @@
+"""Saving and loading encoder embeds (the EMBEDS value) as files.
+
+We write ``.safetensors`` with one tensor ("embeds") and string metadata saying what it is. We read
+ours and the incumbent's ``.ipadpt`` files (``torch.save`` of one tensor, i.e. a pickle) with
+``weights_only=True``: a pickle that holds anything but tensors is refused before any of it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+
+import torch
+
+from . import __version__, config
+from .errors import IPAdapterError
+
+FORMAT = "ipadapter-suite/embeds"
+TENSOR_KEY = "embeds"
+INCUMBENT_EXT = ".ipadpt"
+SAFETENSORS_EXT = ".safetensors"
+MAX_HEADER = 1 << 20  # our headers are tiny; anything bigger is not ours
+
+
+def describe(embeds: torch.Tensor) -> dict[str, str]:
+    """What can be told from the tensor alone: its shape, the encoder output and, if known, the encoder."""
+    output = "image_embeds" if embeds.dim() == 2 else "penultimate_hidden_states"
+    encoder = config.encoder_for_output(output, int(embeds.shape[-1])) or ""
+    return {"shape": json.dumps(list(embeds.shape)), "encoder_output": output, "encoder": encoder}
+
+
+def check_embeds(embeds: object, input: str = "embeds", source: str = "") -> torch.Tensor:
+    """An EMBEDS value must be a non-empty, finite float tensor [N, D] or [N, tokens, D]."""
+    where = f"'{source}' holds" if source else "The input is"
+    if not isinstance(embeds, torch.Tensor):
+        raise IPAdapterError(f"{where} a {type(embeds).__name__}, not an embeds tensor.",
+                             expected="embeds from 'IPAdapter Encoder' (a tensor [N, D] or [N, tokens, D])",
+                             fix="Connect an EMBEDS output, or pick a file saved by 'IPAdapter Save Embeds'.",
+                             input=input)
+    if embeds.dim() not in (2, 3) or embeds.numel() == 0 or not embeds.is_floating_point():
+        raise IPAdapterError(f"{where} a {embeds.dtype} tensor of shape {tuple(embeds.shape)}.",
+                             expected="non-empty float embeds [N, D] (pooled) or [N, tokens, D] (hidden states)",
+                             fix="Use embeds from 'IPAdapter Encoder' / 'IPAdapter Save Embeds'.", input=input)
+    if not torch.isfinite(embeds).all():
+        raise IPAdapterError(f"{where} embeds with NaN or infinite values.", expected="finite numbers",
+                             fix="Re-encode the image; the file or the node that made it is broken.", input=input)
+    return embeds
+
+
+def save_embeds(path: str, embeds: torch.Tensor, kind: str = "", kind_label: str = "") -> dict[str, str]:
+    """Write ``embeds`` to ``path`` as safetensors with metadata; returns the metadata."""
+    from safetensors.torch import save_file
+
+    check_embeds(embeds)
+    meta = {"format": FORMAT, "version": __version__, **describe(embeds), "kind": kind, "kind_label": kind_label,
+            "dtype": str(embeds.dtype).replace("torch.", "")}
+    save_file({TENSOR_KEY: embeds.detach().cpu().contiguous()}, path, metadata=meta)
+    return meta
+
+
+def read_header(path: str) -> dict | None:
+    """The JSON header of a safetensors file, or None if it is not one (reads only the header)."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(8)
+            if len(raw) < 8:
+                return None
+            (size,) = struct.unpack("<Q", raw)
+            if size > MAX_HEADER:
+                return None
+            header = json.loads(f.read(size))
+    except (OSError, ValueError):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def is_embeds_file(path: str) -> bool:
+    """An incumbent ``.ipadpt`` file, or a safetensors file our Save Embeds wrote."""
+    lower = path.lower()
+    if lower.endswith(INCUMBENT_EXT):
+        return True
+    if not lower.endswith(SAFETENSORS_EXT):
+        return False
+    header = read_header(path)
+    return bool(header) and (header.get("__metadata__") or {}).get("format") == FORMAT
+
+
+def list_embeds_files(root: str) -> list[str]:
+    """Embeds files under ``root`` (recursively), as sorted paths relative to it with '/' separators."""
+    found: list[str] = []
+    for folder, _dirs, files in os.walk(root, followlinks=True):
+        for name in files:
+            full = os.path.join(folder, name)
+            if is_embeds_file(full):
+                found.append(os.path.relpath(full, root).replace(os.sep, "/"))
+    return sorted(found)
+
+
+def load_embeds(path: str) -> tuple[torch.Tensor, dict[str, str]]:
+    """Load an embeds file; returns (tensor on CPU, metadata). Only ours and ``.ipadpt`` are accepted."""
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise IPAdapterError(f"The embeds file '{name}' does not exist.", input="embeds",
+                             fix="Refresh ComfyUI (press 'r') and pick the file again; embeds files are read "
+                             "from the input folder.")
+    lower = name.lower()
+    if lower.endswith(INCUMBENT_EXT):
+        return check_embeds(_load_pickle(path, name), "embeds", name), {"format": "ipadpt"}
+    if lower.endswith(SAFETENSORS_EXT):
+        return _load_safetensors(path, name)
+    raise IPAdapterError(f"'{name}' is not an embeds file.", input="embeds",
+                         expected="a .safetensors file from 'IPAdapter Save Embeds' or an .ipadpt file",
+                         fix="Pick an embeds file from the list.")
+
+
+def _load_pickle(path: str, name: str) -> object:
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise IPAdapterError(
+            f"'{name}' contains Python objects other than tensors, so it was refused and nothing in it was run "
+            f"({first}).", input="embeds",
+            expected="an .ipadpt file holding only a tensor (as 'IPAdapter Save Embeds' writes)",
+            fix="Only load embeds files you made yourself; delete this one if you do not know where it came from.",
+        ) from None
+    except Exception as exc:
+        raise IPAdapterError(f"'{name}' could not be read: {type(exc).__name__}: {exc}", input="embeds",
+                             expected="a complete .ipadpt file (a PyTorch file holding one tensor)",
+                             fix="The file is truncated or not an embeds file; save the embeds again.") from None
+    return data
+
+
+def _load_safetensors(path: str, name: str) -> tuple[torch.Tensor, dict[str, str]]:
+    from safetensors import safe_open
+
+    header = read_header(path)
+    meta = (header or {}).get("__metadata__") or {}
+    if meta.get("format") != FORMAT:
+        raise IPAdapterError(f"'{name}' is a safetensors file but not one 'IPAdapter Save Embeds' wrote.",
+                             input="embeds", expected=f"metadata format '{FORMAT}' and one tensor '{TENSOR_KEY}'",
+                             fix="Model files go in the models folders and their loaders; pick an embeds file.")
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            tensor = f.get_tensor(TENSOR_KEY)
+    except Exception as exc:
+        raise IPAdapterError(f"'{name}' could not be read: {exc}", input="embeds",
+                             expected=f"a complete embeds file with a tensor named '{TENSOR_KEY}'",
+                             fix="The file is damaged; save the embeds again.") from None
+    return check_embeds(tensor, "embeds", name), dict(meta)
