@@ -224,14 +224,18 @@ class CrossAttentionPatch:
     """
 
     def __init__(self, site_key: tuple, applications: tuple = (), attention: AttentionFn = sdpa_attention,
-                 inner: Callable | None = None) -> None:
+                 inner: Callable | None = None, image_attention: AttentionFn | None = None) -> None:
         self.site_key = site_key
         self.applications = tuple(applications)
-        self.attention = attention
+        self.attention = attention  # the block's own text attention: exactly what the host would run
+        self.image_attention = image_attention or attention  # attention over the few image tokens
         self.inner = inner
 
+    def _with(self, applications: tuple, inner: Callable | None) -> CrossAttentionPatch:
+        return CrossAttentionPatch(self.site_key, applications, self.attention, inner, self.image_attention)
+
     def stacked(self, application: Application) -> CrossAttentionPatch:
-        return CrossAttentionPatch(self.site_key, self.applications + (application,), self.attention, self.inner)
+        return self._with(self.applications + (application,), self.inner)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra: dict) -> torch.Tensor:
         if self.inner is not None:
@@ -239,7 +243,7 @@ class CrossAttentionPatch:
         else:
             out = self.attention(q, k, v, extra["n_heads"], extra)
         for app in self.applications:
-            extra_out = app.contribution(self.site_key, q, extra, self.attention)
+            extra_out = app.contribution(self.site_key, q, extra, self.image_attention)
             if extra_out is not None:
                 out = out + extra_out
         return out.to(q.dtype)
@@ -255,5 +259,5 @@ class CrossAttentionPatch:
         if self.inner is not None and hasattr(self.inner, "to"):
             moved = self.inner.to(device_or_dtype)
             if moved is not self.inner:
-                return CrossAttentionPatch(self.site_key, self.applications, self.attention, moved)
+                return self._with(self.applications, moved)
         return self

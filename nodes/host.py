@@ -13,7 +13,7 @@ import weakref
 import comfy.model_management as mm
 import folder_paths
 import torch
-from comfy.ldm.modules.attention import optimized_attention
+from comfy.ldm.modules.attention import attention_pytorch, optimized_attention
 
 from ..ipadapter_core.attention import Application, CrossAttentionPatch
 from ..ipadapter_core.errors import IPAdapterError
@@ -39,6 +39,19 @@ def register_model_folder() -> None:
 def comfy_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, extra: dict) -> torch.Tensor:
     """The host's optimized attention, with the block's precision and attention overrides."""
     return optimized_attention(q, k, v, heads, attn_precision=extra.get("attn_precision"), transformer_options=extra)
+
+
+def image_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, extra: dict) -> torch.Tensor:
+    """Attention over the adapter's few image tokens.
+
+    On a CPU in fp32 the host's default backend (sub-quadratic, built for long key sequences) costs
+    3-5x the host's own SDPA wrapper for 4-257 keys; fp32 needs no precision upcast, so the SDPA
+    wrapper (which still honours attention-override nodes) is used there. Everywhere else: the
+    host's configured attention with the block's precision.
+    """
+    if q.device.type == "cpu" and q.dtype == torch.float32:
+        return attention_pytorch(q, k, v, heads, transformer_options=extra)
+    return comfy_attention(q, k, v, heads, extra)
 
 
 _sites_cache: weakref.WeakKeyDictionary[torch.nn.Module, list[Site]] = weakref.WeakKeyDictionary()
@@ -98,7 +111,8 @@ def patch_model(model, application: Application) -> None:
         if isinstance(existing, CrossAttentionPatch):
             patch = existing.stacked(application)
         else:  # nothing there, or another pack's replacement: ours runs it and adds to its result
-            patch = CrossAttentionPatch(site.key, (application,), comfy_attention, inner=existing)
+            patch = CrossAttentionPatch(site.key, (application,), comfy_attention, inner=existing,
+                                        image_attention=image_attention)
         model.set_model_attn2_replace(patch, *site.key)
 
 
