@@ -149,10 +149,22 @@ def split_weight(weight, unfold: bool) -> tuple[float, torch.Tensor | None]:
     return float(weight), None
 
 
-def apply_images(model, pipeline, image, opts: ApplyOptions, image_negative=None, attn_mask=None, clip_vision=None):
+def apply_images(model, pipeline, image, opts: ApplyOptions, image_negative=None, attn_mask=None, clip_vision=None,
+                 *, weight_faceidv2: float | None = None, insightface=None):
+    """Reference images -> patched model clone. FaceID adapters go through face analysis when the
+    pipeline (or ``insightface``) carries a face model; ``weight_faceidv2`` defaults to 2*weight, as
+    in the incumbent's nodes that do not expose it."""
     pipeline = adapter_of(pipeline)
     kind = pipeline.adapter.kind
-    check_not_face(kind)
     check_model(model, kind)
+    if kind.face:
+        if pipeline.insightface is None and insightface is None:
+            check_not_face(kind)
+        from .faceid_embeds import face_tokens  # imports this module: a top-level import would be circular
+
+        w2 = weight_faceidv2 if weight_faceidv2 is not None else 2 * split_weight(opts.weight, False)[0]
+        cond, uncond, _ = face_tokens(pipeline, kind, image, image_negative, clip_vision, w2, opts,
+                                      insightface=insightface, model=model)
+        return apply_tokens(model, pipeline.adapter, cond, uncond, opts, attn_mask)
     cond, uncond = encode_pair(pipeline, kind, image, image_negative, clip_vision)
     return apply_embeds(model, pipeline, cond, uncond, opts, attn_mask)

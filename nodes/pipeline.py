@@ -24,6 +24,7 @@ class Pipeline:
     clip_vision: Any = None
     clip_vision_file: str | None = None
     insightface: Any = None
+    faceid_v2: bool | None = None  # FaceID-Plus v1/v2 share a layout: set by the FaceID preset, else None
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def with_(self, **changes: Any) -> Pipeline:
