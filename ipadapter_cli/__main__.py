@@ -1,4 +1,4 @@
-"""``python -m ipadapter_cli {run,demo} ...``"""
+"""``python -m ipadapter_cli {run,demo,doctor} ...``"""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from . import edit
 from .client import ComfyClient, ComfyError
 from .convert import ConversionError, convert
 from .demo import DEFAULT_WORKFLOW, DemoOptions, run_demo
+from .doctor import cmd_doctor
 from .workflow import load_workflow
 
 
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the result")
     demo.add_argument("--python", help="interpreter for ComfyUI (default: this one)")
     demo.add_argument("--keep-work", action="store_true", help="keep the temp folder (server log, yaml)")
+
+    doctor = sub.add_parser("doctor", help="identify every IP-Adapter, CLIP vision and FaceID LoRA file by content")
+    doctor.add_argument("--comfyui", help="ComfyUI folder (default $COMFYUI_PATH, else ~/ComfyUI)")
     return parser
 
 
@@ -81,7 +85,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return cmd_run(args) if args.command == "run" else cmd_demo(args)
+        commands = {"run": cmd_run, "demo": cmd_demo, "doctor": cmd_doctor}
+        return commands[args.command](args)
     except (ComfyError, ConversionError, edit.OverrideError, FileNotFoundError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -100,7 +100,10 @@ def build_application(
     Sites whose weight is 0 get no entry and cost nothing at sampling time. ``frame_weights`` (batch
     mode only) multiplies each latent's weight: a per-frame schedule from 'IPAdapter Weights'.
     """
-    numbering = match_sites(sites, adapter.weights.ip_adapter, adapter.kind.label)
+    if cond.shape[0] == 0 or uncond.shape[0] == 0:
+        raise IPAdapterError("There are no reference embeds (an empty batch).", expected="at least one image",
+                             fix="Connect a non-empty image batch.", input="image")
+    numbering = match_sites(sites, adapter.weights.ip_adapter, f"'{adapter.name}', {adapter.kind.label}")
     if frame_weights is not None:
         if not unfold:
             raise ValueError("frame_weights need unfold=True")

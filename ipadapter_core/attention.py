@@ -20,6 +20,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .errors import IPAdapterError
+
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, dict], torch.Tensor]
 
 
@@ -122,6 +124,14 @@ class SpatialMask:
     """An attention mask [M, H, W] resized once per token grid and batch layout."""
 
     def __init__(self, mask: torch.Tensor) -> None:
+        if mask.dim() == 2:
+            mask = mask.unsqueeze(0)
+        if mask.dim() != 3 or 0 in mask.shape:
+            raise IPAdapterError(f"The mask has shape {tuple(mask.shape)}.", expected="a MASK [batch, H, W]",
+                                 fix="Connect a MASK output (Load Image's mask, Solid Mask, ...).", input="attn_mask")
+        if not torch.isfinite(mask).all():
+            raise IPAdapterError("The mask contains NaN or infinite values.", expected="values between 0 and 1",
+                                 fix="Check the node that made the mask.", input="attn_mask")
         self.mask = mask.float()
         self._cache: dict = {}
 

@@ -16,6 +16,9 @@ def combine(embeds: torch.Tensor, method: str) -> torch.Tensor:
     ``norm average`` averages the unit-length embeddings (per vector, over the feature axis) and
     restores the mean length, so every image counts equally whatever its magnitude.
     """
+    if embeds.shape[0] == 0:
+        raise IPAdapterError("There are no embeds to combine (an empty batch).", expected="at least one image",
+                             fix="Connect a non-empty image batch.", input="image")
     if method == "concat" or embeds.shape[0] == 1:
         return embeds
     if method == "add":

@@ -56,6 +56,11 @@ def read_shapes(path: str) -> dict[str, torch.Tensor]:
             except ValueError:
                 raise IPAdapterError(f"'{os.path.basename(path)}' has a corrupt safetensors header.",
                                      fix="Download the file again.") from None
+        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if 8 + length + end > os.path.getsize(path):
+            raise IPAdapterError(f"'{os.path.basename(path)}' is truncated: the header promises "
+                                 f"{8 + length + end:,} bytes, the file has {os.path.getsize(path):,}.",
+                                 fix="The download was cut short: download the file again.")
         return {k: torch.empty(v["shape"], dtype=_DTYPES.get(v["dtype"], torch.float32), device="meta")
                 for k, v in header.items() if k != "__metadata__"}
     if ext in PICKLE_EXT:

@@ -47,6 +47,7 @@ def match_sites(sites: list[Site], ip_adapter: dict[str, torch.Tensor], label: s
             f"{len(sites)}: it was made for a different base model.",
             expected=f"an adapter for a UNet with {len(sites)} cross-attention layers",
             fix="Load an adapter made for this checkpoint's family (SD1.5 adapters for SD1.5 models, SDXL for SDXL).",
+            input="ipadapter",
         )
     for site in sites:
         n = numbering[site.key]
@@ -58,5 +59,6 @@ def match_sites(sites: list[Site], ip_adapter: dict[str, torch.Tensor], label: s
                 f"{site.key} has width {site.inner_dim}.",
                 expected="an adapter trained for this model's UNet layout",
                 fix="Use an adapter made for this checkpoint's base model family.",
+                input="ipadapter",
             )
     return numbering

@@ -9,6 +9,7 @@ Resolved once per application into a per-site ``LayerWeight``; nothing here runs
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -110,6 +111,12 @@ def resolve(
     layer_weights: dict[int, float] | None = None,
 ) -> dict[tuple, LayerWeight]:
     """Per-site weights for one application. Sites a type does not name get weight 0."""
+    named = {"weight": weight, "composition weight": composition_weight, "style_boost": style_boost,
+             "composition_boost": composition_boost, **{f"layer {k}": v for k, v in (layer_weights or {}).items()}}
+    for name, value in named.items():
+        if value is not None and not math.isfinite(value):
+            raise IPAdapterError(f"The {name} is {value}.", expected="a finite number",
+                                 fix="Check the node or primitive feeding it.", input="weight")
     depth = DEPTH.get(family, 16)
     family = family if family in TABLES else "sd15"
     values = {

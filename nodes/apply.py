@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.weighting import SIMPLE_WEIGHT_TYPES
 from . import base, encoding
-from .apply_core import ApplyOptions, adapter_of, apply_embeds, apply_images
+from .apply_core import ApplyOptions, adapter_of, apply_embeds, apply_images, check_not_face
 
 
 class IPAdapterSimple(base.Node):
@@ -71,6 +71,7 @@ class IPAdapterEmbeds(base.Node):
     DISPLAY_NAME = "IPAdapter Embeds"
     DESCRIPTION = "Apply precomputed embeds (from 'IPAdapter Encoder' or 'IPAdapter Load Embeds')."
     CATEGORY = "ipadapter/embeds"
+    UNFOLD = False  # the Batch variant: embeds row i conditions latent i
     RETURN_TYPES = ("MODEL",)
     RETURN_NAMES = ("MODEL",)
 
@@ -99,6 +100,7 @@ class IPAdapterEmbeds(base.Node):
             neg_embed=None, attn_mask=None, clip_vision=None):
         pipeline = adapter_of(ipadapter)
         kind = pipeline.adapter.kind
+        check_not_face(kind)
         pos_embed = _embeds(pos_embed, kind, "pos_embed")
         if neg_embed is None:
             cv = None
@@ -108,7 +110,7 @@ class IPAdapterEmbeds(base.Node):
         else:
             neg_embed = _embeds(neg_embed, kind, "neg_embed")
         opts = ApplyOptions(weight=weight, weight_type=weight_type, start_at=start_at, end_at=end_at,
-                            embeds_scaling=embeds_scaling)
+                            embeds_scaling=embeds_scaling, unfold=self.UNFOLD)
         return (apply_embeds(model, pipeline, pos_embed, neg_embed, opts, attn_mask),)
 
 

@@ -100,12 +100,15 @@ def apply_embeds(model, pipeline: Pipeline, cond: torch.Tensor, uncond: torch.Te
     adapter = pipeline.adapter
     check_model(model, adapter.kind)
     check_finite(cond, "reference embeds", "image")
+    check_finite(uncond, "negative embeds", "image_negative")
     if not opts.unfold:
         cond = combine(cond, opts.combine_embeds)
         if opts.combine_embeds != "concat":
             uncond = uncond[:1]
     uncond = fit_rows(uncond, cond.shape[0])
-    alt_tokens = adapter.project(combine(alt_cond, opts.combine_embeds)) if alt_cond is not None else None
+    if alt_cond is not None and not opts.unfold:
+        alt_cond = combine(alt_cond, opts.combine_embeds)
+    alt_tokens = adapter.project(alt_cond) if alt_cond is not None else None
     return apply_tokens(model, adapter, adapter.project(cond), adapter.project(uncond), opts, attn_mask,
                         alt_tokens, clone=clone)
 
@@ -146,6 +149,7 @@ def split_weight(weight, unfold: bool) -> tuple[float, torch.Tensor | None]:
         if unfold:
             return 1.0, values
         return float(values[0]), None
+    check_finite(torch.tensor(float(weight)), "weight", "weight")
     return float(weight), None
 
 

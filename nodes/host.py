@@ -6,9 +6,11 @@ sigma windows and file look-ups. When the host's API changes, this file changes.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import weakref
+from collections.abc import Callable
 
 import comfy.model_management as mm
 import folder_paths
@@ -327,3 +329,25 @@ def encoder_hid_proj(model) -> tuple[torch.Tensor, torch.Tensor] | None:
 def has_attention_lora(model) -> bool:
     """True when some LoRA (or other weight patch) already changes the UNet's self-attention queries."""
     return any(".attn1.to_q." in str(key) for key in getattr(model, "patches", {}))
+
+
+# --- v1 compatibility: rewrite POST /prompt bodies that use v1 inputs on shared node ids ----------
+
+_registered: set[int] = set()
+
+
+def add_prompt_handler(handler: Callable[[dict], dict]) -> bool:
+    """Register ``handler`` to rewrite every ``POST /prompt`` body; False when no server runs (in-process use)."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return False
+    instance = getattr(PromptServer, "instance", None)
+    if instance is None or not hasattr(instance, "add_on_prompt_handler"):
+        return False
+    if id(instance) in _registered:
+        return True
+    instance.add_on_prompt_handler(handler)
+    _registered.add(id(instance))
+    logging.getLogger("ipadapter_suite").debug("v1 prompt handler registered")
+    return True

@@ -44,7 +44,7 @@ def model_family(model) -> str:
     ctx = host.context_dim(model)
     if ctx == 768:
         return "sd15"
-    if ctx == 2048:
+    if ctx == 2048:  # SDXL, and Kolors (its ChatGLM context is projected to 2048 inside the UNet)
         return "sdxl"
     name = FAMILY_CONTEXT.get(ctx, "a model without UNet cross-attention (SD3, Flux, video ...)" if ctx is None
                               else f"a model with {ctx}-wide text context")
@@ -62,11 +62,16 @@ class IPAdapterUnifiedLoader(base.Node):
     RETURN_NAMES = ("model", "ipadapter")
 
     @classmethod
+    def presets(cls) -> list[str]:
+        community = config.load_config().get("community_presets", [])
+        return [name for name in config.preset_names() if name not in community]
+
+    @classmethod
     def INPUT_TYPES(cls) -> dict:
         return {
             "required": {
                 "model": base.MODEL,
-                "preset": (config.preset_names(), {"tooltip": "Which adapter to use; the file is chosen for the "
+                "preset": (cls.presets(), {"tooltip": "Which adapter to use; the file is chosen for the "
                            "model's family (SD1.5 or SDXL)."}),
             },
             "optional": {"ipadapter": ("IPADAPTER", {"tooltip": "Chain loaders: encoders already loaded are reused."})},
@@ -101,4 +106,19 @@ class IPAdapterUnifiedLoader(base.Node):
             raise not_found(what, folder_key, host.folder_paths_for(folder_key), names, patterns, file, url)
         return host.full_path(folder_key, found)
 
-NODES = {"IPAdapterUnifiedLoader": IPAdapterUnifiedLoader, "IPAdapterModelLoader": IPAdapterModelLoader}
+
+class IPAdapterUnifiedLoaderCommunity(IPAdapterUnifiedLoader):
+    """The unified loader's logic over the community presets (models_config.yaml ``community_presets``)."""
+
+    DISPLAY_NAME = "IPAdapter Unified Loader Community"
+    DESCRIPTION = ("Community adapters by preset: ostris' composition adapter (SD1.5/SDXL) and Kolors "
+                   "IP-Adapter-Plus (Kolors checkpoints, CLIP ViT-L-336).")
+    CATEGORY = "ipadapter/loaders"
+
+    @classmethod
+    def presets(cls) -> list[str]:
+        return list(config.load_config().get("community_presets", []))
+
+
+NODES = {"IPAdapterUnifiedLoader": IPAdapterUnifiedLoader, "IPAdapterModelLoader": IPAdapterModelLoader,
+         "IPAdapterUnifiedLoaderCommunity": IPAdapterUnifiedLoaderCommunity}

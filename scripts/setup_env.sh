@@ -92,6 +92,14 @@ else
   step "no ComfyUI at $COMFY (set COMFYUI_PATH); skipping its requirements, the host tier will be skipped"
 fi
 
+# The browser test drives the real ComfyUI frontend in headless Chromium (Debian's package).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+  step "installing Debian's chromium for the browser test"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+    step "chromium could not be installed; the browser test will be skipped"
+  fi
+fi
+
 rm -f "$VENV"/.ipas-setup-*
 touch "$STAMP"
 step "done (stamp $key)"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import shutil
 import time
 
 import numpy as np
@@ -19,7 +18,7 @@ import pytest
 from ipadapter_cli import edit
 from ipadapter_cli.client import ComfyError
 from ipadapter_cli.convert import MODE_BYPASS, convert
-from ipadapter_cli.server import PACK_LINK, ComfyServer
+from ipadapter_cli.server import PACK_LINK
 from ipadapter_cli.workflow import load_workflow
 
 pytestmark = pytest.mark.slow
@@ -53,22 +52,8 @@ _timings: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def server(comfyui_root, tmp_path_factory):
-    from tests.fixtures.demo_models import write_demo_models
-
-    started = time.monotonic()
-    models = write_demo_models(tmp_path_factory.mktemp("demo-models"), comfyui_root)
-    _timings["demo models"] = time.monotonic() - started
-    # fp16 UNet storage (computed in fp32 on CPU): 1.6 GB less than the fp32 default, as on a GPU.
-    srv = ComfyServer(comfyui_root, tmp_path_factory.mktemp("comfy-server"), models["models_dir"],
-                      extra_args=("--fp16-unet",))
-    started = time.monotonic()
-    srv.start()
-    _timings["server start"] = time.monotonic() - started
-    shutil.copyfile(models["reference_image"], srv.input_dir / REFERENCE)
-    srv.object_info = srv.client.object_info()
-    yield srv
-    srv.stop()
+def server(demo_server):  # noqa: F811  (the session's shared server: one ~6 GB ComfyUI for every module)
+    yield demo_server
     print("\n[e2e timings] " + ", ".join(f"{k}: {v:.1f} s" for k, v in _timings.items()))
 
 
