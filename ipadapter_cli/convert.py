@@ -8,8 +8,11 @@ bypassed nodes are left out, as the frontend does; frontend-only nodes (Note, Re
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
+
+from .migrate import migrate
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
@@ -123,6 +126,8 @@ class Converter:
     def convert(self, workflow: dict) -> dict:
         if is_api_format(workflow):
             return {str(k): dict(v) for k, v in workflow.items()}
+        workflow = copy.deepcopy(workflow)
+        migrate(workflow)  # v1-era widget lists, as the frontend extension does when a workflow is opened
         nodes = {int(n["id"]): n for n in workflow.get("nodes", [])}
         self._check_types(workflow, nodes)
         self.nodes, self.links = nodes, _links(workflow)

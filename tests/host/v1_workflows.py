@@ -2,19 +2,18 @@
 
 Socket lists come from the server's ``/object_info`` (``from_object_info``); every ``widgets_values``
 list is written out by hand from the spec's tables, so a wrong widget order on our side shows up as
-a wrong value. ``migrate`` mirrors web/ipadapter_suite.js for the Python converter.
+a wrong value. ``migrate`` (ipadapter_cli.migrate) mirrors web/ipadapter_suite.js.
 """
 
 from __future__ import annotations
 
+from ipadapter_cli.migrate import INTERPOLATION_V1, is_v1_encoder, migrate  # noqa: F401  (re-exported)
 from tests.host.example_workflows import common, image
 from tests.host.workflow_builder import N, build
 
 ADAPTER = "ip-adapter_sd15.safetensors"
 CLIP = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
 V1_ENCODER_VALUES = [False, 0.0, 0.6, 1.0, 1.0, 1.0]  # ipadapter_plus, noise, weight_1..4 (§1.6)
-INTERPOLATION_V1 = {"lanczos": "LANCZOS", "bicubic": "BICUBIC", "bilinear": "BILINEAR", "nearest": "NEAREST",
-                    "nearest-exact": "NEAREST", "area": "BOX"}
 
 
 class FromInfo:
@@ -41,33 +40,6 @@ def from_object_info(object_info: dict) -> dict[str, FromInfo]:
     if "IPAdapterEncoderV1" in classes:
         classes["IPAdapterEncoder"] = classes["IPAdapterEncoderV1"]
     return classes
-
-
-def is_v1_encoder(node: dict) -> bool:
-    if node.get("type") != "IPAdapterEncoder":
-        return False
-    values = node.get("widgets_values")
-    names = [i.get("name") for i in node.get("inputs") or []]
-    if isinstance(values, list) and (len(values) != 1 or isinstance(values[0], bool)):
-        return True
-    return bool(names) and "ipadapter" not in names and ("image_1" in names or "image" in names)
-
-
-def migrate(workflow: dict) -> int:
-    """What the frontend extension does when the workflow is opened (returns the number of nodes changed)."""
-    changed = 0
-    for node in workflow["nodes"]:
-        if is_v1_encoder(node):
-            node["type"] = "IPAdapterEncoderV1"
-            for socket in node.get("inputs") or []:
-                if socket.get("name") == "image":
-                    socket["name"] = "image_1"
-            changed += 1
-        elif node.get("type") == "PrepImageForClipVision" and len(node.get("widgets_values") or []) == 4:
-            interpolation, crop, sharpening, _ = node["widgets_values"]
-            node["widgets_values"] = [INTERPOLATION_V1.get(interpolation, interpolation), crop, sharpening]
-            changed += 1
-    return changed
 
 
 def _loaders(adapter: str = ADAPTER) -> list[N]:
