@@ -84,7 +84,7 @@ def identify(path: str) -> FileReport:
     try:
         shapes = read_shapes(path)
     except IPAdapterError as exc:
-        return FileReport(path, "broken", exc.problem)
+        return FileReport(path, "broken", f"{exc.problem} {exc.fix or ''}".strip())
     if any(k.startswith(("image_proj.", "ip_adapter.", "adapter_modules.")) for k in shapes):
         try:
             weights = split_adapter_sections(shapes, path)
