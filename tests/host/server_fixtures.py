@@ -35,6 +35,8 @@ def _start(comfyui_root: Path) -> ComfyServer:
     server = ComfyServer(comfyui_root, work / "server", models["models_dir"], extra_args=("--fp16-unet",))
     server.start()
     shutil.copyfile(models["reference_image"], server.input_dir / REFERENCE)
+    for name, path in models["face_images"].items():  # the FaceID workflows' LoadImage names
+        shutil.copyfile(path, server.input_dir / name)
     server.object_info = server.client.object_info()
     server.work_root = work
     return server
@@ -75,10 +77,8 @@ def prepared(server, workflow: dict, size: int = SIZE, steps: int = STEPS) -> di
     return prompt
 
 
-def run_images(server, prompt: dict, label: str, timeout: float = 900) -> list[np.ndarray]:
-    """Queue ``prompt``; the output images as uint8 arrays (fails the test with the server log's tail)."""
-    from PIL import Image
-
+def run_entry(server, prompt: dict, label: str, timeout: float = 900) -> dict:
+    """Queue ``prompt``; its history entry (fails the test with the server log's tail)."""
     edit.set_inputs(prompt, "SaveImage", filename_prefix=f"test_{label}")
     started = time.monotonic()
     try:
@@ -86,5 +86,19 @@ def run_images(server, prompt: dict, label: str, timeout: float = 900) -> list[n
     except (ComfyError, TimeoutError) as exc:
         pytest.fail(f"{label}: {exc}\n--- server log (tail) ---\n{server.tail(60)}")
     print(f"[{label}] {time.monotonic() - started:.1f} s")
-    refs = [ref for ref in server.client.images(entry) if ref.get("type") == "output"]
+    return entry
+
+
+def entry_images(server, entry: dict, kind: str = "output", node: str | None = None) -> list[np.ndarray]:
+    """A history entry's images of ``kind`` ("output", or "temp" for previews), of one node or all, as uint8."""
+    from PIL import Image
+
+    outputs = entry.get("outputs") or {}
+    refs = [ref for node_id, out in outputs.items() if node is None or node_id == node
+            for ref in out.get("images") or [] if ref.get("type") == kind]
     return [np.asarray(Image.open(io.BytesIO(server.client.image_bytes(ref))).convert("RGB")) for ref in refs]
+
+
+def run_images(server, prompt: dict, label: str, timeout: float = 900) -> list[np.ndarray]:
+    """Queue ``prompt``; the output images as uint8 arrays (fails the test with the server log's tail)."""
+    return entry_images(server, run_entry(server, prompt, label, timeout))

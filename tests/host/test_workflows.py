@@ -1,7 +1,9 @@
 """Every shipped workflow (``workflows/*.json``) converts with our converter and runs on the real server.
 
 The shared demo server (server_fixtures.py: full-size random-weight SD1.5, CPU) runs each one at
-64 px and 2 steps. The workflows are also checked as templates: served by GET /api/workflow_templates,
+64 px and 2 steps. FaceID workflows load the demo face pictures and use the demo FaceID adapters, their
+paired LoRAs and the synthetic InsightFace pack (tests/fixtures/face_models.py); their face crops are checked
+against the drawn faces. The workflows are also checked as templates: served by GET /api/workflow_templates,
 each with a thumbnail, loaders carrying ``properties.models`` download hints.
 """
 
@@ -10,12 +12,15 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
+from ipadapter_cli import edit
 from ipadapter_cli.server import PACK_LINK
 from ipadapter_cli.workflow import WORKFLOWS_DIR
+from tests.fixtures.demo_models import FACE_IMAGES
 from tests.host.example_workflows import EMBEDS_FILE
-from tests.host.server_fixtures import demo_server, prepared, run_images  # noqa: F401  (fixture)
+from tests.host.server_fixtures import demo_server, entry_images, prepared, run_entry, run_images  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +28,10 @@ WORKFLOWS = sorted(p.name for p in WORKFLOWS_DIR.glob("*.json"))
 LOADERS_WITH_FILE = {"CheckpointLoaderSimple": "ckpt_name", "IPAdapterModelLoader": "ipadapter_file",
                      "CLIPVisionLoader": "clip_name", "LoraLoaderModelOnly": "lora_name"}
 UNIFIED_LOADERS = {"IPAdapterUnifiedLoader", "IPAdapterUnifiedLoaderFaceID", "IPAdapterUnifiedLoaderCommunity"}
-FACEID_DEMO_FILE = "ip-adapter-faceid_sd15.bin"
+# FaceID preset -> the demo LoRA file it must pair with (each is an exact copy of its adapter's embedded LoRA).
+FACEID_PRESET_LORAS = {"FACEID": "ip-adapter-faceid_sd15_lora.safetensors",
+                       "FACEID PLUS V2": "ip-adapter-faceid-plusv2_sd15_lora.safetensors"}
+FACE_CROP = 224
 
 
 def _load(name: str) -> dict:
@@ -65,14 +73,54 @@ def test_templates_endpoint_serves_every_workflow(demo_server):  # noqa: F811
         assert served == _load(name)
 
 
-def _needs_faceid_models(server, workflow: dict) -> str | None:
-    if not any(n["type"].startswith("IPAdapterUnifiedLoaderFaceID") or "FaceID" in n["type"]
-               for n in workflow["nodes"]):
-        return None
-    files = server.object_info["IPAdapterModelLoader"]["input"]["required"]["ipadapter_file"][0]
-    if FACEID_DEMO_FILE not in files:
-        return "the demo model set has no FaceID adapter / InsightFace pack (FaceID runs: tests/host/test_faceid.py)"
-    return None
+def _is_faceid(workflow: dict) -> bool:
+    return any("FaceID" in n["type"] for n in workflow["nodes"])
+
+
+def _use_face_pictures(workflow: dict, prompt: dict) -> list[str]:
+    """Point the i-th LoadImage of a FaceID workflow at demo face picture i (``prepared`` gave every LoadImage
+    the generic reference picture); returns the picture names in node order."""
+    loads = sorted((n for n in workflow["nodes"] if n["type"] == "LoadImage"), key=lambda n: n["id"])
+    names = []
+    for i, node in enumerate(loads):
+        name = FACE_IMAGES[i % len(FACE_IMAGES)]
+        assert edit.apply_override(prompt, f"{node['id']}.image={name}") == [str(node["id"])]
+        names.append(name)
+    return names
+
+
+def _only(prompt: dict, class_type: str) -> str:
+    ids = edit.find(prompt, class_type)
+    assert len(ids) == 1, f"expected one {class_type}, found {ids}"
+    return ids[0]
+
+
+def _aligned_face(server, name: str) -> np.ndarray:
+    """The crop the synthetic detector should produce: the picture's central half (its face box), resized."""
+    from PIL import Image
+
+    with Image.open(server.input_dir / name) as img:
+        w, h = img.size
+        box = img.convert("RGB").crop((w // 4, h // 4, 3 * w // 4, 3 * h // 4))
+        return np.asarray(box.resize((FACE_CROP, FACE_CROP), Image.BILINEAR)).astype(np.float32)
+
+
+def _check_faceid_run(server, prompt: dict, entry: dict, faces: list[str]) -> None:
+    """The FaceID loader found InsightFace (and paired the right LoRA); each face picture gave its aligned crop."""
+    loader = _only(prompt, "IPAdapterUnifiedLoaderFaceID")
+    notes = "\n".join((entry["outputs"].get(loader) or {}).get("text") or [])
+    assert "InsightFace 'buffalo_l' runs on CPUExecutionProvider" in notes, notes
+    preset = prompt[loader]["inputs"]["preset"]
+    if preset in FACEID_PRESET_LORAS:
+        assert f"Applied LoRA {FACEID_PRESET_LORAS[preset]} at strength" in notes, notes
+    else:
+        assert "LoRA" not in notes, notes
+    crops = entry_images(server, entry, "temp", node=_only(prompt, "PreviewImage"))
+    assert len(crops) == len(faces), f"{len(crops)} face crops for {len(faces)} face pictures"
+    for crop, name in zip(crops, faces, strict=True):
+        assert crop.shape == (FACE_CROP, FACE_CROP, 3)
+        errors = {other: float(np.abs(crop - _aligned_face(server, other)).mean()) for other in set(faces)}
+        assert errors[name] < 4.0 and errors[name] == min(errors.values()), (name, errors)
 
 
 def _provide_saved_embeds(server) -> None:
@@ -88,14 +136,15 @@ def _provide_saved_embeds(server) -> None:
 @pytest.mark.parametrize("name", WORKFLOWS)
 def test_workflow_runs_on_cpu_with_demo_models(demo_server, name):  # noqa: F811
     workflow = _load(name)
-    reason = _needs_faceid_models(demo_server, workflow)
-    if reason:
-        pytest.skip(reason)
     if name == "embeds_load_sd15.json":
         _provide_saved_embeds(demo_server)
     prompt = prepared(demo_server, workflow)
     assert not [k for k, v in prompt.items() if v["class_type"] in ("Note", "MarkdownNote")]
-    images = run_images(demo_server, prompt, name[:-5])
+    faces = _use_face_pictures(workflow, prompt) if _is_faceid(workflow) else []
+    entry = run_entry(demo_server, prompt, name[:-5])
+    if faces:
+        _check_faceid_run(demo_server, prompt, entry, faces)
+    images = entry_images(demo_server, entry)
     latent = next(v for v in prompt.values() if v["class_type"] == "EmptyLatentImage")["inputs"]
     assert len(images) == latent["batch_size"], f"{name}: {len(images)} images for a batch of {latent['batch_size']}"
     for image in images:
