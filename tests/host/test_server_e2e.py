@@ -20,6 +20,7 @@ from ipadapter_cli.client import ComfyError
 from ipadapter_cli.convert import MODE_BYPASS, convert
 from ipadapter_cli.server import PACK_LINK
 from ipadapter_cli.workflow import load_workflow
+from tests.host.server_fixtures import demo_server  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
