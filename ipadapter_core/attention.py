@@ -197,13 +197,13 @@ class Application:
         cou = tuple(extra.get("cond_or_uncond") or (0,))
         rows = RowLayout.of(extra, q.shape[0] // len(cou))
         k, v, scale = kv.assembled(cou, rows, q.device, q.dtype)
-        out = attention(q, k, v, extra.get("n_heads", 1), extra)
+        out = attention(q, k, v, extra.get("n_heads", 1), extra)  # a fresh tensor: scaled in place
         if isinstance(scale, torch.Tensor) or scale != 1.0:
-            out = out * scale
+            out.mul_(scale)
         if self.mask is not None:
-            out = out * self.mask.rows(_token_grid(extra, q.shape[1]), len(cou), rows, q.device, q.dtype)
+            out.mul_(self.mask.rows(_token_grid(extra, q.shape[1]), len(cou), rows, q.device, q.dtype))
         if gate is not None:
-            out = out * gate
+            out.mul_(gate)
         return out
 
     def keep_device(self, device: torch.device) -> None:
@@ -250,12 +250,18 @@ class CrossAttentionPatch:
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra: dict) -> torch.Tensor:
         if self.inner is not None:
             out = self.inner(q, k, v, extra)
+            owned = False  # another pack's result: it may still hold it, so never write into it
         else:
             out = self.attention(q, k, v, extra["n_heads"], extra)
+            owned = True
         for app in self.applications:
             extra_out = app.contribution(self.site_key, q, extra, self.image_attention)
-            if extra_out is not None:
-                out = out + extra_out
+            if extra_out is None:
+                continue
+            if owned and out.dtype == extra_out.dtype:
+                out.add_(extra_out)  # in place: one full-size pass less per adapter and step
+            else:
+                out, owned = out + extra_out, True
         return out.to(q.dtype)
 
     def __deepcopy__(self, memo: dict) -> CrossAttentionPatch:

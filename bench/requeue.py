@@ -1,0 +1,203 @@
+"""Re-queue cost: the SD1.5 standard graph run once, then re-queued with only IPAdapterAdvanced's weight changed.
+
+ComfyUI runs in this process (``execution.PromptExecutor`` with its classic cache, as the server uses it), with
+the random-weight demo model set (tests/fixtures/demo_models.py: a full-size SD1.5 checkpoint, ViT-H CLIP
+vision, ip-adapter_sd15) and the pack loaded as a custom node. Every ``ClipVisionModel.encode_image`` call is
+counted, and the nodes each run executed (not served from the cache) are listed. Rounds alternate the weight
+(run 1 is the cold first run; each later run changes only the weight), so every timed re-queue re-runs the
+adapter, the sampler, the decode and the save. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from per_step import DEFAULT_COMFYUI, REPO_ROOT, boot_comfyui, load_average, machine
+
+PACK_LINK = "ipadapter-suite"
+CHECKPOINT = "demo_sd15.safetensors"
+REFERENCE = "ipadapter_demo_reference.png"
+
+
+def standard_prompt(size: int, steps: int, weight: float, adapter: bool = True) -> dict:
+    """The shipped ipadapter_sd15_standard workflow in API format (demo checkpoint, ``size`` px, ``steps``)."""
+    model = ["4", 0] if adapter else ["1", 0]
+    prompt = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": CHECKPOINT}},
+        "5": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a cozy reading corner by a "
+                                                         "window, soft morning light, high quality, detailed"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry, noisy, lowres"}},
+        "7": {"class_type": "EmptyLatentImage", "inputs": {"width": size, "height": size, "batch_size": 1}},
+        "8": {"class_type": "KSampler", "inputs": {
+            "model": model, "positive": ["5", 0], "negative": ["6", 0], "latent_image": ["7", 0], "seed": 42,
+            "steps": steps, "cfg": 6.5, "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0}},
+        "9": {"class_type": "VAEDecode", "inputs": {"samples": ["8", 0], "vae": ["1", 2]}},
+        "10": {"class_type": "SaveImage", "inputs": {"images": ["9", 0], "filename_prefix": "requeue"}},
+    }
+    if adapter:
+        prompt["2"] = {"class_type": "IPAdapterUnifiedLoader",
+                       "inputs": {"model": ["1", 0], "preset": "STANDARD (medium strength)"}}
+        prompt["3"] = {"class_type": "LoadImage", "inputs": {"image": REFERENCE}}
+        prompt["4"] = {"class_type": "IPAdapterAdvanced", "inputs": {
+            "model": ["2", 0], "ipadapter": ["2", 1], "image": ["3", 0], "weight": weight, "weight_type": "linear",
+            "combine_embeds": "concat", "start_at": 0.0, "end_at": 1.0, "embeds_scaling": "V only"}}
+    return prompt
+
+
+class Events:
+    """The executor's ``server``: keeps the events (which nodes ran, which were cached)."""
+
+    client_id = None  # the executor sets it from extra_data["client_id"]
+    last_node_id = None
+    last_prompt_id = None
+    sockets_metadata: dict = {}
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def send_sync(self, event: str, data: dict, sid=None) -> None:
+        self.events.append((event, data))
+
+
+def repo_helpers():
+    """The repo's demo-model generator and server helpers, imported before ComfyUI's root goes on sys.path
+    (ComfyUI has a ``tests`` package too); the repo root is removed again so ``nodes`` stays ComfyUI's."""
+    sys.path.insert(0, str(REPO_ROOT))
+    try:
+        from ipadapter_cli import server
+        from tests.fixtures import demo_models
+    finally:
+        sys.path.remove(str(REPO_ROOT))
+    return server, demo_models
+
+
+def boot(comfyui: Path, work: Path, fp16_unet: bool):
+    """ComfyUI in CPU mode in this process, demo models registered, the pack loaded as a custom node."""
+    server, demo_models = repo_helpers()
+    boot_comfyui(comfyui)
+    from comfy.cli_args import args
+
+    args.fp16_unet = fp16_unet
+    models = demo_models.write_demo_models(demo_models.default_models_dir(), comfyui)
+    custom_nodes = work / "custom_nodes"
+    custom_nodes.mkdir(parents=True)
+    (custom_nodes / PACK_LINK).symlink_to(REPO_ROOT, target_is_directory=True)
+    for sub in ("input", "output", "temp"):
+        (work / sub).mkdir()
+    shutil.copyfile(models["reference_image"], work / "input" / REFERENCE)
+    config = work / "extra_model_paths.yaml"
+    config.write_text(server.extra_paths_yaml(custom_nodes, Path(models["models_dir"])))
+
+    import folder_paths
+    import utils.extra_config
+
+    utils.extra_config.load_extra_path_config(str(config))
+    folder_paths.set_input_directory(str(work / "input"))
+    folder_paths.set_output_directory(str(work / "output"))
+    folder_paths.set_temp_directory(str(work / "temp"))
+    import execution
+
+    import nodes
+
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+    if "IPAdapterAdvanced" not in nodes.NODE_CLASS_MAPPINGS:
+        sys.exit("the pack did not load (IPAdapterAdvanced is not registered)")
+    return execution
+
+
+def count_encoder_calls() -> list:
+    import comfy.clip_vision
+
+    calls: list = []
+    original = comfy.clip_vision.ClipVisionModel.encode_image
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    comfy.clip_vision.ClipVisionModel.encode_image = counted
+    return calls
+
+
+def run(execution, executor, events: Events, prompt: dict, prompt_id: str, calls: list) -> dict:
+    ok, error, outputs, node_errors = asyncio.run(execution.validate_prompt(prompt_id, prompt, None))
+    if not ok:
+        sys.exit(f"prompt rejected: {error} {node_errors}")
+    events.events.clear()
+    before = len(calls)
+    start = time.perf_counter()
+    executor.execute(prompt, prompt_id, {"client_id": "bench"}, outputs)  # a client id: node events are sent
+    elapsed = time.perf_counter() - start
+    if not executor.success:
+        sys.exit(f"run {prompt_id} failed: {executor.status_messages[-1:]}")
+    ran = [data["node"] for event, data in events.events if event == "executing" and data.get("node")]
+    cached = [n for event, data in events.events if event == "execution_cached" for n in data.get("nodes", [])]
+    return {"seconds": elapsed, "encoder_calls": len(calls) - before,
+            "ran": [f"{n}:{prompt[n]['class_type']}" for n in ran], "cached": sorted(cached, key=int)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=256, help="image size in px (default 256)")
+    parser.add_argument("--steps", type=int, default=4, help="sampler steps (default 4)")
+    parser.add_argument("--requeues", type=int, default=3, help="re-queues after the first run (weights alternate)")
+    parser.add_argument("--fp32-unet", action="store_true", help="fp32 UNet storage (default: --fp16-unet, as e2e)")
+    parser.add_argument("--json", type=Path, metavar="OUT")
+    parser.add_argument("--comfyui", type=Path, default=DEFAULT_COMFYUI)
+    args = parser.parse_args(argv)
+
+    load_before = load_average()
+    work = Path(tempfile.mkdtemp(prefix="ipas-requeue-"))
+    try:
+        execution = boot(args.comfyui, work, fp16_unet=not args.fp32_unet)
+        calls = count_encoder_calls()
+        events = Events()
+        executor = execution.PromptExecutor(events, cache_type=execution.CacheType.CLASSIC)
+        weights = [0.8] + [0.5 if i % 2 == 0 else 0.8 for i in range(args.requeues)]
+        runs = []
+        import torch
+
+        with torch.inference_mode():
+            for i, weight in enumerate(weights):
+                prompt = standard_prompt(args.size, args.steps, weight)
+                result = run(execution, executor, events, prompt, f"r{i}", calls)
+                result["weight"] = weight
+                runs.append(result)
+                print(f"  run {i} (weight {weight}): {result['seconds']:.2f} s, encoder calls "
+                      f"{result['encoder_calls']}, executed: {' '.join(result['ran'])}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    first, requeues = runs[0], runs[1:]
+    median = statistics.median(r["seconds"] for r in requeues)
+    info = machine()
+    print()
+    print("IPAdapter Suite: re-queue with only IPAdapterAdvanced.weight changed (in-process PromptExecutor)")
+    print(f"machine : {info['cpu']}, {info['cores']} cores (torch threads {info['torch_threads']}), "
+          f"torch {info['torch']}, ComfyUI {info['comfyui']}")
+    print(f"load    : {load_before} before, {load_average()} after (1/5/15-min load average)")
+    print(f"graph   : ipadapter_sd15_standard (demo models, {'fp32' if args.fp32_unet else 'fp16-storage'} UNet), "
+          f"{args.size}x{args.size} px, {args.steps} steps dpmpp_2m, cfg 6.5")
+    print(f"  first run          : {first['seconds']:8.2f} s, CLIP vision encode_image calls: {first['encoder_calls']}")
+    for i, r in enumerate(requeues, start=1):
+        print(f"  re-queue {i} (w={r['weight']}): {r['seconds']:8.2f} s, CLIP vision encode_image calls: "
+              f"{r['encoder_calls']}, re-ran {len(r['ran'])} nodes: {', '.join(r['ran'])}")
+    print(f"  first / re-queue (median of {len(requeues)}): {first['seconds'] / median:.2f}x faster; encoder calls in "
+          f"re-queues: {sum(r['encoder_calls'] for r in requeues)}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"machine": info, "args": vars(args) | {"json": str(args.json),
+                                         "comfyui": str(args.comfyui)}, "runs": runs}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
