@@ -6,29 +6,19 @@ from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.weighting import SIMPLE_WEIGHT_TYPES
 from . import base, encoding
 from .apply_core import ApplyOptions, adapter_of, apply_embeds, apply_images, check_not_face
+from .declared import Declared
 
 
-class IPAdapterSimple(base.Node):
+class IPAdapterSimple(Declared):
     DISPLAY_NAME = "IPAdapter"
     DESCRIPTION = "Apply an IP-Adapter with the few settings most images need. Needs a unified loader pipeline."
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("MODEL",)
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "model": base.MODEL,
-                "ipadapter": base.IPADAPTER,
-                "image": base.IMAGE,
-                "weight": base.weight_input(hi=3.0),
-                "start_at": base.START_AT,
-                "end_at": base.END_AT,
-                "weight_type": (list(SIMPLE_WEIGHT_TYPES), {"tooltip": "standard = same weight everywhere; prompt "
-                                "is more important = weaker early layers; style transfer = style layers only."}),
-            },
-            "optional": {"attn_mask": base.ATTN_MASK},
-        }
+    REQUIRED = ("image", "weight", "start_at", "end_at", "weight_type")
+    OPTIONAL = ("attn_mask",)
+    OVERRIDES = {
+        "weight": base.weight_input(hi=3.0),
+        "weight_type": (list(SIMPLE_WEIGHT_TYPES), {"tooltip": "standard = same weight everywhere; prompt is more "
+                        "important = weaker early layers; style transfer = style layers only."}),
+    }
 
     def run(self, model, ipadapter, image, weight, start_at, end_at, weight_type, attn_mask=None):
         opts = ApplyOptions(weight=weight, weight_type=SIMPLE_WEIGHT_TYPES[weight_type], start_at=start_at,
@@ -36,29 +26,9 @@ class IPAdapterSimple(base.Node):
         return (apply_images(model, ipadapter, image, opts, attn_mask=attn_mask),)
 
 
-class IPAdapterAdvanced(base.Node):
+class IPAdapterAdvanced(Declared):
     DISPLAY_NAME = "IPAdapter Advanced"
     DESCRIPTION = "Apply an IP-Adapter with full control: weight types, several images, negative image, mask."
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("MODEL",)
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "model": base.MODEL,
-                "ipadapter": base.IPADAPTER,
-                "image": base.IMAGE,
-                "weight": base.weight_input(),
-                "weight_type": base.WEIGHT_TYPE,
-                "combine_embeds": base.COMBINE,
-                "start_at": base.START_AT,
-                "end_at": base.END_AT,
-                "embeds_scaling": base.SCALING,
-            },
-            "optional": {"image_negative": base.IMAGE_NEGATIVE, "attn_mask": base.ATTN_MASK,
-                         "clip_vision": base.CLIP_VISION},
-        }
 
     def run(self, model, ipadapter, image, weight, weight_type, combine_embeds, start_at, end_at, embeds_scaling,
             image_negative=None, attn_mask=None, clip_vision=None):
@@ -67,34 +37,14 @@ class IPAdapterAdvanced(base.Node):
         return (apply_images(model, ipadapter, image, opts, image_negative, attn_mask, clip_vision),)
 
 
-class IPAdapterEmbeds(base.Node):
+class IPAdapterEmbeds(Declared):
     DISPLAY_NAME = "IPAdapter Embeds"
     DESCRIPTION = "Apply precomputed embeds (from 'IPAdapter Encoder' or 'IPAdapter Load Embeds')."
     CATEGORY = "ipadapter/embeds"
     UNFOLD = False  # the Batch variant: embeds row i conditions latent i
-    RETURN_TYPES = ("MODEL",)
-    RETURN_NAMES = ("MODEL",)
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "model": base.MODEL,
-                "ipadapter": base.IPADAPTER,
-                "pos_embed": ("EMBEDS", {"tooltip": "Embeds of the reference image(s)."}),
-                "weight": base.weight_input(hi=3.0),
-                "weight_type": base.WEIGHT_TYPE,
-                "start_at": base.START_AT,
-                "end_at": base.END_AT,
-                "embeds_scaling": base.SCALING,
-            },
-            "optional": {
-                "neg_embed": ("EMBEDS", {"tooltip": "Embeds to move away from. Without it: zeros, or a black "
-                                         "image's features for plus/full-face models (needs clip_vision)."}),
-                "attn_mask": base.ATTN_MASK,
-                "clip_vision": base.CLIP_VISION,
-            },
-        }
+    REQUIRED = ("pos_embed", "weight", "weight_type", "start_at", "end_at", "embeds_scaling")
+    OPTIONAL = ("neg_embed", "attn_mask", "clip_vision")
+    OVERRIDES = {"weight": base.weight_input(hi=3.0)}
 
     def run(self, model, ipadapter, pos_embed, weight, weight_type, start_at, end_at, embeds_scaling,
             neg_embed=None, attn_mask=None, clip_vision=None):
