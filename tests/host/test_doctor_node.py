@@ -8,6 +8,7 @@ checkpoints): the two demo adapters and the ViT-H encoder from the shared fixtur
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,7 +74,10 @@ def test_node_shows_the_report_in_the_ui(pack, ipadapter_dir):
     (folder / CORRUPT).write_bytes(b"<!DOCTYPE html><html>429 Too Many Requests</html>" * 30)
     cls = pack.NODE_CLASS_MAPPINGS["IPAdapterDoctor"]
     assert cls.OUTPUT_NODE is True
-    result = harness.run_node("IPAdapterDoctor")
+    try:
+        result = harness.run_node("IPAdapterDoctor")
+    finally:  # the folder is shared by the session: a misnamed plus-face file would change other tests
+        shutil.rmtree(folder)
     assert isinstance(result, dict) and set(result) >= {"ui", "result"}
     (text,) = result["ui"]["text"]
     assert result["result"] == (text,)

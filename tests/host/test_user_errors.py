@@ -103,9 +103,10 @@ def test_faceid_file_on_a_plain_node_points_to_the_faceid_node(pack, unet, clip_
 
 def test_unified_loader_missing_file_lists_folders_and_download(pack, unet, ipadapter_dir):
     fp = harness.folder_paths()
-    for name in fp.get_filename_list("ipadapter"):
-        if "ip-adapter-plus-face_sd15" in name:
-            pytest.skip("a plus-face file is present in this ComfyUI's folders")
+    presets = harness.pack_module("ipadapter_core.presets")
+    entry = presets.preset_entry("PLUS FACE (portraits)", "sd15")
+    if presets.find_file(fp.get_filename_list("ipadapter"), entry.patterns):
+        pytest.skip("a real plus-face file is present in this ComfyUI's folders")
     (ipadapter_dir / "ip-adapter-plus-face_sd15 .safetensors").write_bytes(b"")  # a stray space: a near miss
     fp.filename_list_cache.clear() if hasattr(fp, "filename_list_cache") else None
     with pytest.raises(_error_type()) as err:
