@@ -55,17 +55,20 @@ OPTIONAL = ("image_negative", "attn_mask", "clip_vision")
 
 
 class Declared(base.Node):
-    """Declares its inputs by name: ``REQUIRED`` after model and ipadapter, ``OPTIONAL``, ``OVERRIDES``."""
+    """Declares its inputs by name from ``TABLE``: ``LEADING`` then ``REQUIRED``, ``OPTIONAL``, and
+    ``OVERRIDES`` for the few specs a node words differently."""
 
     RETURN_TYPES = ("MODEL",)
     RETURN_NAMES = ("MODEL",)
     UNFOLD = False
+    TABLE: dict[str, tuple] = INPUTS
+    LEADING: tuple[str, ...] = ("model", "ipadapter")
     REQUIRED: tuple[str, ...] = STANDARD
     OPTIONAL: tuple[str, ...] = OPTIONAL
     OVERRIDES: dict[str, tuple] = {}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
-        spec = {**INPUTS, **cls.OVERRIDES}
-        return {"required": {n: spec[n] for n in ("model", "ipadapter", *cls.REQUIRED)},
+        spec = {**cls.TABLE, **cls.OVERRIDES}
+        return {"required": {n: spec[n] for n in (*cls.LEADING, *cls.REQUIRED)},
                 "optional": {n: spec[n] for n in cls.OPTIONAL}}

@@ -8,6 +8,7 @@ from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.legacy_noise import v1_noise_image
 from . import base, encoding
 from .apply_core import ApplyOptions, encode_pair
+from .declared import Declared
 
 CATEGORY = "ipadapter/v1 (legacy)"
 V1_WEIGHT_TYPES = {"original": "V only", "linear": "K+V", "channel penalty": "K+mean(V) w/ C penalty"}
@@ -26,6 +27,33 @@ NOISE = base.float_input(0.0, 0.0, 1.0, 0.01, T_NOISE)
 WEIGHT_TYPE = (list(V1_WEIGHT_TYPES), {"tooltip": T_V1_WEIGHT_TYPE})
 UNFOLD = ("BOOLEAN", {"default": False, "tooltip": T_UNFOLD})
 CLIP_VISION = ("CLIP_VISION", {"tooltip": T_CLIP_VISION})
+
+# The v1 apply nodes' inputs, in the v1 socket/widget vocabulary (their order is each node's REQUIRED).
+V1_INPUTS: dict[str, tuple] = {
+    "ipadapter": ("IPADAPTER", {"tooltip": "The adapter, from 'IPAdapter Model Loader'."}),
+    "clip_vision": CLIP_VISION,
+    "insightface": ("INSIGHTFACE", {"tooltip": "The face model, from 'Load InsightFace (v1)' or "
+                                    "'IPAdapter InsightFace Loader'."}),
+    "image": base.IMAGE,
+    "model": base.MODEL,
+    "weight": V1_WEIGHT,
+    "noise": NOISE,
+    "weight_type": WEIGHT_TYPE,
+    "start_at": base.START_AT,
+    "end_at": base.END_AT,
+    "unfold_batch": UNFOLD,
+    "attn_mask": base.ATTN_MASK,
+}
+V1_APPLY = ("ipadapter", "clip_vision", "image", "model", "weight", "noise", "weight_type", "start_at", "end_at")
+
+
+class V1Node(Declared):
+    """A v1 apply node: v1 sockets and widgets in v1 order (none leading), deprecated, in the v1 category."""
+
+    CATEGORY = CATEGORY
+    DEPRECATED = True
+    TABLE = V1_INPUTS
+    LEADING = ()
 
 
 def v1_options(weight: float, weight_type: str, start_at: float, end_at: float, unfold: bool = False) -> ApplyOptions:

@@ -21,42 +21,29 @@ from . import base, encoding
 from .apply_core import adapter_of, apply_embeds, apply_tokens, check_model
 from .faceid_embeds import face_model_of
 from .faceid_nodes import face_model
-from .legacy_common import CATEGORY, NOISE, UNFOLD, V1_WEIGHT, WEIGHT_TYPE, v1_options, v1_pair
+from .legacy_common import CATEGORY, V1Node, v1_options, v1_pair
 
 V1_CROP = 256
 V1_PACK = "buffalo_l"
 T_INSIGHTFACE = "Face model from 'Load InsightFace' (v1) or 'IPAdapter InsightFace Loader'."
 
 
-class IPAdapterApplyFaceID(base.Node):
+class IPAdapterApplyFaceID(V1Node):
     DISPLAY_NAME = "Apply IPAdapter FaceID (v1)"
     DESCRIPTION = ("v1 'Apply IPAdapter FaceID', kept so saved v1 graphs run (no LoRA is applied, as in v1). "
                    "New graphs: 'IPAdapter FaceID' with 'IPAdapter Unified Loader FaceID'.")
-    CATEGORY = CATEGORY
-    DEPRECATED = True
-    RETURN_TYPES = ("MODEL",)
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "ipadapter": ("IPADAPTER", {"tooltip": "The FaceID adapter, from 'IPAdapter Model Loader'."}),
-                "clip_vision": ("CLIP_VISION", {"tooltip": "CLIP vision encoder (ViT-H); used by FaceID-Plus only."}),
-                "insightface": ("INSIGHTFACE", {"tooltip": T_INSIGHTFACE}),
-                "image": ("IMAGE", {"tooltip": "Photo(s) of the face."}),
-                "model": base.MODEL,
-                "weight": V1_WEIGHT,
-                "noise": NOISE,
-                "weight_type": WEIGHT_TYPE,
-                "start_at": base.START_AT,
-                "end_at": base.END_AT,
-                "faceid_v2": ("BOOLEAN", {"default": False, "tooltip": "FaceID-Plus: add the v2 shortcut (identity "
+    REQUIRED = ("ipadapter", "clip_vision", "insightface", "image", "model", "weight", "noise", "weight_type",
+                "start_at", "end_at", "faceid_v2", "weight_v2", "unfold_batch")
+    OPTIONAL = ("attn_mask",)
+    OVERRIDES = {
+        "ipadapter": ("IPADAPTER", {"tooltip": "The FaceID adapter, from 'IPAdapter Model Loader'."}),
+        "clip_vision": ("CLIP_VISION", {"tooltip": "CLIP vision encoder (ViT-H); used by FaceID-Plus only."}),
+        "insightface": ("INSIGHTFACE", {"tooltip": T_INSIGHTFACE}),
+        "image": ("IMAGE", {"tooltip": "Photo(s) of the face."}),
+        "faceid_v2": ("BOOLEAN", {"default": False, "tooltip": "FaceID-Plus: add the v2 shortcut (identity "
                               "tokens + weight_v2 x CLIP branch). On for FaceID-PlusV2 files, off for FaceID-Plus."}),
-                "weight_v2": base.float_input(1.0, -1.0, 3.0, 0.05, "Weight of the CLIP branch when faceid_v2 is on."),
-                "unfold_batch": UNFOLD,
-            },
-            "optional": {"attn_mask": base.ATTN_MASK},
-        }
+        "weight_v2": base.float_input(1.0, -1.0, 3.0, 0.05, "Weight of the CLIP branch when faceid_v2 is on."),
+    }
 
     def run(self, ipadapter, clip_vision, insightface, image, model, weight, noise=0.0, weight_type="original",
             start_at=0.0, end_at=1.0, faceid_v2=False, weight_v2=1.0, unfold_batch=False, attn_mask=None):

@@ -22,12 +22,8 @@ from ..ipadapter_core.errors import IPAdapterError
 from . import base, encoding, host, legacy_embeds, legacy_faceid
 from .apply_core import adapter_of, apply_embeds, check_model
 from .legacy_common import (
-    CATEGORY,
-    CLIP_VISION,
-    NOISE,
-    UNFOLD,
-    V1_WEIGHT,
-    WEIGHT_TYPE,
+    V1_APPLY,
+    V1Node,
     no_face,
     split_v1_embeds,
     v1_options,
@@ -35,31 +31,12 @@ from .legacy_common import (
 )
 
 
-class IPAdapterApply(base.Node):
+class IPAdapterApply(V1Node):
     DISPLAY_NAME = "Apply IPAdapter (v1)"
     DESCRIPTION = ("ComfyUI_IPAdapter_plus v1 'Apply IPAdapter', kept so workflows saved before March 2024 run. "
                    "For new graphs use 'IPAdapter Advanced' (or 'IPAdapter Batch (Adv.)' for unfold_batch).")
-    CATEGORY = CATEGORY
-    DEPRECATED = True
-    RETURN_TYPES = ("MODEL",)
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "ipadapter": ("IPADAPTER", {"tooltip": "The adapter, from 'IPAdapter Model Loader'."}),
-                "clip_vision": CLIP_VISION,
-                "image": base.IMAGE,
-                "model": base.MODEL,
-                "weight": V1_WEIGHT,
-                "noise": NOISE,
-                "weight_type": WEIGHT_TYPE,
-                "start_at": base.START_AT,
-                "end_at": base.END_AT,
-                "unfold_batch": UNFOLD,
-            },
-            "optional": {"attn_mask": base.ATTN_MASK},
-        }
+    REQUIRED = V1_APPLY + ("unfold_batch",)
+    OPTIONAL = ("attn_mask",)
 
     def run(self, ipadapter, clip_vision, image, model, weight, noise=0.0, weight_type="original", start_at=0.0,
             end_at=1.0, unfold_batch=False, attn_mask=None):
@@ -72,28 +49,15 @@ class IPAdapterApply(base.Node):
         return (apply_embeds(model, pipeline, cond, uncond, opts, attn_mask),)
 
 
-class IPAdapterApplyEncoded(base.Node):
+class IPAdapterApplyEncoded(V1Node):
     DISPLAY_NAME = "Apply IPAdapter from Encoded (v1)"
     DESCRIPTION = "v1 'Apply IPAdapter from Encoded': applies a v1 embeds pair. New graphs: 'IPAdapter Embeds'."
-    CATEGORY = CATEGORY
-    DEPRECATED = True
-    RETURN_TYPES = ("MODEL",)
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "ipadapter": ("IPADAPTER", {"tooltip": "The adapter the embeds were encoded for."}),
-                "embeds": ("EMBEDS", {"tooltip": "A v1 embeds pair from 'Encode IPAdapter Image (v1)'."}),
-                "model": base.MODEL,
-                "weight": V1_WEIGHT,
-                "weight_type": WEIGHT_TYPE,
-                "start_at": base.START_AT,
-                "end_at": base.END_AT,
-                "unfold_batch": UNFOLD,
-            },
-            "optional": {"attn_mask": base.ATTN_MASK},
-        }
+    REQUIRED = ("ipadapter", "embeds", "model", "weight", "weight_type", "start_at", "end_at", "unfold_batch")
+    OPTIONAL = ("attn_mask",)
+    OVERRIDES = {
+        "ipadapter": ("IPADAPTER", {"tooltip": "The adapter the embeds were encoded for."}),
+        "embeds": ("EMBEDS", {"tooltip": "A v1 embeds pair from 'Encode IPAdapter Image (v1)'."}),
+    }
 
     def run(self, ipadapter, embeds, model, weight, weight_type="original", start_at=0.0, end_at=1.0,
             unfold_batch=False, attn_mask=None):
@@ -178,34 +142,21 @@ def v1_tiles(image: torch.Tensor, short_side_tiles: int, tile_weight: float,
     return torch.stack(tiles), torch.stack(masks)
 
 
-class IPAdapterTilesMasked(base.Node):
+class IPAdapterTilesMasked(V1Node):
     DISPLAY_NAME = "IPAdapter Masked Tiles (v1)"
     DESCRIPTION = ("v1 'IPAdapter Masked Tiles': cuts the reference into 224 px tiles and applies one adapter per tile "
                    "with a mask over its region. New graphs: 'IPAdapter Tiled'.")
-    CATEGORY = CATEGORY
-    DEPRECATED = True
-    RETURN_TYPES = ("MODEL",)
-
-    @classmethod
-    def INPUT_TYPES(cls) -> dict:
-        return {
-            "required": {
-                "ipadapter": ("IPADAPTER", {"tooltip": "The adapter, from 'IPAdapter Model Loader'."}),
-                "clip_vision": CLIP_VISION,
-                "image": ("IMAGE", {"tooltip": "Reference image; only the first of a batch is tiled. Its aspect "
+    REQUIRED = V1_APPLY + ("short_side_tiles", "tile_weight")
+    OPTIONAL = ()
+    OVERRIDES = {
+        "image": ("IMAGE", {"tooltip": "Reference image; only the first of a batch is tiled. Its aspect "
                                     "ratio is imposed on the generated image's regions."}),
-                "model": base.MODEL,
-                "weight": base.float_input(0.7, -1.0, 3.0, 0.05, base.T_WEIGHT),
-                "noise": NOISE,
-                "weight_type": WEIGHT_TYPE,
-                "start_at": base.START_AT,
-                "end_at": base.END_AT,
-                "short_side_tiles": ("INT", {"default": 1, "min": 0, "max": 12, "step": 1, "tooltip": "Tiles along "
+        "weight": base.float_input(0.7, -1.0, 3.0, 0.05, base.T_WEIGHT),
+        "short_side_tiles": ("INT", {"default": 1, "min": 0, "max": 12, "step": 1, "tooltip": "Tiles along "
                                      "the short side (224 px each). 0 = no tiling (a plain apply)."}),
-                "tile_weight": base.float_input(0.6, 0.0, 1.0, 0.05, "Mask value of each tile when the grid has "
+        "tile_weight": base.float_input(0.6, 0.0, 1.0, 0.05, "Mask value of each tile when the grid has "
                                                 "several rows and columns (the overview tile keeps 1.0)."),
-            },
-        }
+    }
 
     def run(self, ipadapter, clip_vision, image, model, weight=0.7, noise=0.0, weight_type="original", start_at=0.0,
             end_at=1.0, short_side_tiles=1, tile_weight=0.6):
