@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-HOST_TIER = REPO_ROOT / "tests" / "host"
-HOST_SKIP_REASON = "host tier skipped: set COMFYUI_PATH to a ComfyUI checkout"
+HOST_TIERS = (REPO_ROOT / "tests" / "host", REPO_ROOT / "tests" / "browser")  # both need a ComfyUI checkout
+HOST_SKIP_REASON = "host and browser tiers skipped: set COMFYUI_PATH to a ComfyUI checkout"
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -31,11 +31,8 @@ def find_comfyui() -> Path | None:
 
 
 def _in_host_tier(path: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(HOST_TIER)
-    except ValueError:
-        return False
-    return True
+    resolved = Path(path).resolve()
+    return any(resolved == tier or tier in resolved.parents for tier in HOST_TIERS)
 
 
 def pytest_configure(config: pytest.Config) -> None:
