@@ -21,13 +21,13 @@ from tests.fixtures.comfy_models import diffusers_widths
 from tests.host import adapters, harness, probe
 
 NAME = "sd15-reduced"
-# Nodes not run here, and why. Everything else registered by the pack is run.
+# Nodes the generic sweep cannot feed with defaults: test_file_and_face_nodes_keep_the_global_rng runs them.
 SKIPPED = {
-    "IPAdapterSaveEmbeds": "writes into ComfyUI's output folder, which tests must not modify",
-    "IPAdapterLoadEmbeds": "needs an embeds file in ComfyUI's input folder (covered in test_embeds_io)",
-    "IPAdapterInsightFaceLoader": "needs InsightFace model files (FaceID tier)",
-    "InsightFaceLoader": "needs InsightFace model files (FaceID tier)",
-    "IPAdapterApplyFaceID": "needs an INSIGHTFACE model (FaceID tier)",
+    "IPAdapterSaveEmbeds": "writes files: run with a private output folder below",
+    "IPAdapterLoadEmbeds": "needs an embeds file: run below on the one Save Embeds wrote",
+    "IPAdapterInsightFaceLoader": "needs InsightFace model files: run below on a synthetic pack",
+    "InsightFaceLoader": "needs InsightFace model files: run below on a synthetic pack",
+    "IPAdapterApplyFaceID": "needs an INSIGHTFACE model: run below",
 }
 
 
@@ -179,3 +179,47 @@ def test_no_node_touches_the_global_rng(pack, values):
             "IPAdapterDoctor"} <= set(ran), (ran, explained, unfed)
     assert not unfed, f"add a value for these nodes' input types: {unfed}"
     print(f"ran {len(ran)}: {ran}\nrefused with our error: {explained}")
+
+
+def test_file_and_face_nodes_keep_the_global_rng(pack, values, host_dirs, monkeypatch):
+    """The nodes the sweep above cannot feed with defaults, fed here: save/load embeds in private
+    input/output folders, the InsightFace loaders on a synthetic pack, and v1 FaceID apply."""
+    pytest.importorskip("insightface")
+    import utils.extra_config
+
+    from tests.fixtures.face_models import face_image, write_pack
+
+    fp = harness.folder_paths()
+    root = host_dirs["work"] / "determinism-files"
+    for sub in ("input", "output"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(fp, "get_output_directory", lambda: str(root / "output"))
+    monkeypatch.setattr(fp, "get_input_directory", lambda: str(root / "input"))
+    write_pack(root / "insightface", "buffalo_l")
+    config = root / "extra_model_paths.yaml"
+    config.write_text(f"determinism_faces:\n  base_path: {root}\n  insightface: insightface\n")
+    utils.extra_config.load_extra_path_config(str(config))
+
+    def checked(node_id: str, **inputs):
+        before = _rng_state()
+        out = harness.run_node(node_id, **inputs)
+        _assert_rng_unchanged(before, node_id)
+        return out["result"] if isinstance(out, dict) else out
+
+    checked("IPAdapterSaveEmbeds", embeds=values["EMBEDS"], filename_prefix="determinism")
+    saved = sorted((root / "output").glob("determinism_*"))
+    assert saved, "Save Embeds wrote nothing"
+    (root / "input" / saved[0].name).write_bytes(saved[0].read_bytes())
+    (loaded,) = checked("IPAdapterLoadEmbeds", embeds=saved[0].name)
+    assert torch.equal(loaded, values["EMBEDS"])
+
+    (face,) = checked("IPAdapterInsightFaceLoader", provider="CPU", model_name="buffalo_l")
+    checked("InsightFaceLoader", provider="CPU")
+    photo = torch.from_numpy(face_image(256, 256, 0)).unsqueeze(0)
+    (model,) = checked("IPAdapterApplyFaceID", ipadapter=values["IPADAPTER"], clip_vision=values["CLIP_VISION"],
+                       insightface=face, image=photo, model=values["MODEL"], weight=0.8, noise=0.3,
+                       weight_type="original", start_at=0.0, end_at=1.0, faceid_v2=False, weight_v2=1.0,
+                       unfold_batch=False)
+    before = _rng_state()
+    probe.contributions(model, probe.capture(values["MODEL"]))
+    _assert_rng_unchanged(before, "IPAdapterApplyFaceID's attention patch")
