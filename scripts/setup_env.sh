@@ -93,7 +93,9 @@ else
 fi
 
 # The browser test drives the real ComfyUI frontend in headless Chromium (Debian's package).
-if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+# (Only with ComfyUI present: without it the browser tier is skipped anyway.)
+if [[ -n "$comfy_reqs" ]] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+    && [[ "$(id -u)" == 0 ]]; then
   step "installing Debian's chromium for the browser test"
   if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
     step "chromium could not be installed; the browser test will be skipped"
