@@ -120,19 +120,24 @@ def fit_rows(t: torch.Tensor, n: int) -> torch.Tensor:
     return torch.cat([t, t[-1:].expand(n - t.shape[0], *t.shape[1:])])
 
 
+def validate_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A MASK as [M, H, W] (a single [H, W] mask is accepted), or an error naming what is wrong."""
+    if mask.dim() == 2:
+        mask = mask.unsqueeze(0)
+    if mask.dim() != 3 or 0 in mask.shape:
+        raise IPAdapterError(f"The mask has shape {tuple(mask.shape)}.", expected="a MASK [batch, H, W]",
+                             fix="Connect a MASK output (Load Image's mask, Solid Mask, ...).", input="attn_mask")
+    if not torch.isfinite(mask).all():
+        raise IPAdapterError("The mask contains NaN or infinite values.", expected="values between 0 and 1",
+                             fix="Check the node that made the mask.", input="attn_mask")
+    return mask
+
+
 class SpatialMask:
     """An attention mask [M, H, W] resized once per token grid and batch layout."""
 
     def __init__(self, mask: torch.Tensor) -> None:
-        if mask.dim() == 2:
-            mask = mask.unsqueeze(0)
-        if mask.dim() != 3 or 0 in mask.shape:
-            raise IPAdapterError(f"The mask has shape {tuple(mask.shape)}.", expected="a MASK [batch, H, W]",
-                                 fix="Connect a MASK output (Load Image's mask, Solid Mask, ...).", input="attn_mask")
-        if not torch.isfinite(mask).all():
-            raise IPAdapterError("The mask contains NaN or infinite values.", expected="values between 0 and 1",
-                                 fix="Check the node that made the mask.", input="attn_mask")
-        self.mask = mask.float()
+        self.mask = validate_mask(mask).float()
         self._cache: dict = {}
 
     def rows(self, grid: tuple[int, int], chunks: int, rows: RowLayout, device, dtype) -> torch.Tensor:

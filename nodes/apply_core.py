@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..ipadapter_core.adapter import build_application, fit_rows
+from ..ipadapter_core.attention import validate_mask
 from ..ipadapter_core.embeds import check_finite, combine
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
@@ -74,15 +75,8 @@ def check_not_face(kind: ModelKind) -> None:
 
 
 def check_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
-    if mask is None:
-        return None
-    if mask.dim() == 2:
-        mask = mask.unsqueeze(0)
-    if mask.dim() != 3 or mask.shape[0] == 0 or min(mask.shape[-2:]) < 1:
-        raise IPAdapterError(f"The mask has shape {tuple(mask.shape)}.", expected="a MASK [batch, H, W]",
-                             fix="Connect a MASK output (Load Image's mask, Solid Mask, ...).", input="attn_mask")
-    check_finite(mask, "mask", "attn_mask")
-    return mask
+    """The core's mask check, run before any encoding so a bad mask fails early."""
+    return None if mask is None else validate_mask(mask)
 
 
 def encode_pair(pipeline: Pipeline, kind: ModelKind, image: torch.Tensor, image_negative, clip_vision):
@@ -149,8 +143,7 @@ def split_weight(weight, unfold: bool) -> tuple[float, torch.Tensor | None]:
         if unfold:
             return 1.0, values
         return float(values[0]), None
-    check_finite(torch.tensor(float(weight)), "weight", "weight")
-    return float(weight), None
+    return float(weight), None  # weighting.resolve refuses a non-finite weight
 
 
 def apply_images(model, pipeline, image, opts: ApplyOptions, image_negative=None, attn_mask=None, clip_vision=None,
