@@ -16,6 +16,14 @@ from . import encoding, host
 from .pipeline import Pipeline
 
 FAMILY_CONTEXT = {768: "SD1.5", 2048: "SDXL", 1280: "the SDXL refiner", 1024: "SD2.x"}
+REFINER_FIX = "The SDXL refiner cannot take image prompts: apply the adapter to the SDXL base model."
+
+
+def describe_context(ctx: int | None) -> str:
+    """What a UNet is, by the width of the text context its cross-attention reads."""
+    if ctx is None:
+        return "a model without UNet cross-attention (SD3, Flux, video ...)"
+    return FAMILY_CONTEXT.get(ctx, f"a model with {ctx}-wide text context")
 
 
 @dataclass
@@ -54,9 +62,8 @@ def check_model(model, kind: ModelKind) -> None:
             input="model",
         )
     if ctx != kind.context_dim:
-        model_family = FAMILY_CONTEXT.get(ctx, f"a model with {ctx}-wide text context")
-        fix = ("The SDXL refiner cannot take image prompts: apply the adapter to the SDXL base model."
-               if ctx == 1280 else f"Load a {model_family} adapter, or use a {kind.family_name} checkpoint.")
+        model_family = describe_context(ctx)
+        fix = REFINER_FIX if ctx == 1280 else f"Load a {model_family} adapter, or use a {kind.family_name} checkpoint."
         raise IPAdapterError(
             f"The adapter is a {kind.family_name} model ({kind.label}) but the checkpoint is {model_family}.",
             expected=f"a {kind.family_name} checkpoint for this adapter", fix=fix, input="model",

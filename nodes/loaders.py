@@ -8,7 +8,7 @@ from ..ipadapter_core import config
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.presets import find_file, not_found, preset_entry
 from . import base, host
-from .apply_core import FAMILY_CONTEXT
+from .apply_core import REFINER_FIX, describe_context
 from .pipeline import CLIP_VISIONS, Pipeline, load_adapter
 
 
@@ -46,11 +46,8 @@ def model_family(model) -> str:
         return "sd15"
     if ctx == 2048:  # SDXL, and Kolors (its ChatGLM context is projected to 2048 inside the UNet)
         return "sdxl"
-    name = FAMILY_CONTEXT.get(ctx, "a model without UNet cross-attention (SD3, Flux, video ...)" if ctx is None
-                              else f"a model with {ctx}-wide text context")
-    fix = ("Apply the adapter to the SDXL base model, not the refiner." if ctx == 1280
-           else "Use an SD1.5 or SDXL checkpoint; other families need their own IP-Adapter packs.")
-    raise IPAdapterError(f"The unified loader has presets for SD1.5 and SDXL, but the model is {name}.",
+    fix = REFINER_FIX if ctx == 1280 else "Use an SD1.5 or SDXL checkpoint; other families need their own packs."
+    raise IPAdapterError(f"The unified loader has presets for SD1.5 and SDXL; the model is {describe_context(ctx)}.",
                          expected="an SD1.5 or SDXL model", fix=fix, input="model")
 
 
