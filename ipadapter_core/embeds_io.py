@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import struct
 
 import torch
 
 from . import __version__, config
 from .errors import IPAdapterError
+from .loading import load_weights_only
 
 FORMAT = "ipadapter-suite/embeds"
 TENSOR_KEY = "embeds"
@@ -116,21 +116,12 @@ def load_embeds(path: str) -> tuple[torch.Tensor, dict[str, str]]:
 
 
 def _load_pickle(path: str, name: str) -> object:
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise IPAdapterError(
-            f"'{name}' contains Python objects other than tensors, so it was refused and nothing in it was run "
-            f"({first}).", input="embeds",
-            expected="an .ipadpt file holding only a tensor (as 'IPAdapter Save Embeds' writes)",
-            fix="Only load embeds files you made yourself; delete this one if you do not know where it came from.",
-        ) from None
-    except Exception as exc:
-        raise IPAdapterError(f"'{name}' could not be read: {type(exc).__name__}: {exc}", input="embeds",
-                             expected="a complete .ipadpt file (a PyTorch file holding one tensor)",
-                             fix="The file is truncated or not an embeds file; save the embeds again.") from None
-    return data
+    return load_weights_only(
+        path, name, input="embeds", expected="an .ipadpt file holding only a tensor (as 'IPAdapter Save Embeds' "
+        "writes)",
+        fix_refused="Only load embeds files you made yourself; delete this one if you do not know where it came from.",
+        fix_broken="The file is truncated or not an embeds file; save the embeds again.",
+    )
 
 
 def _load_safetensors(path: str, name: str) -> tuple[torch.Tensor, dict[str, str]]:

@@ -75,23 +75,29 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _load_pickle(path: str, name: str) -> dict:
+def load_weights_only(path: str, name: str, *, expected: str, fix_refused: str, fix_broken: str,
+                      input: str | None = None) -> object:
+    """``torch.load(weights_only=True)``: a pickle holding anything but tensors and plain containers is
+    refused before any of it runs; every failure becomes an IPAdapterError with the caller's wording."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise IPAdapterError(
             f"'{name}' holds Python objects other than tensors, so it was refused and nothing in it was run "
-            f"({_first_line(exc)}).",
-            expected="a weights-only file: tensors in plain dicts/lists",
-            fix="Use the official .safetensors or .bin release of this model; never load model files from "
-            "untrusted sources.",
+            f"({_first_line(exc)}).", expected=expected, fix=fix_refused, input=input,
         ) from None
     except Exception as exc:
-        raise IPAdapterError(
-            f"'{name}' could not be read as a PyTorch file: {_first_line(exc)}",
-            expected="a complete PyTorch .bin/.pt file or a .safetensors file",
-            fix="The file is probably truncated or not a model; download it again.",
-        ) from None
+        raise IPAdapterError(f"'{name}' could not be read as a PyTorch file: {_first_line(exc)}",
+                             expected=expected, fix=fix_broken, input=input) from None
+
+
+def _load_pickle(path: str, name: str) -> dict:
+    data = load_weights_only(
+        path, name, expected="a weights-only file: tensors in plain dicts/lists (a complete .bin/.pt file)",
+        fix_refused="Use the official .safetensors or .bin release of this model; never load model files from "
+        "untrusted sources.",
+        fix_broken="The file is probably truncated or not a model; download it again.",
+    )
     if not isinstance(data, dict):
         raise IPAdapterError(
             f"'{name}' holds a {type(data).__name__}, not a dictionary of tensors.",
