@@ -99,8 +99,7 @@ def apply_embeds(model, pipeline: Pipeline, cond: torch.Tensor, uncond: torch.Te
                  attn_mask: torch.Tensor | None = None, alt_cond: torch.Tensor | None = None, clone: bool = True):
     """Combine and project encoder outputs, then patch (a clone of) the model with the tokens."""
     adapter = pipeline.adapter
-    check_model(model, adapter.kind)
-    check_finite(cond, "reference embeds", "image")
+    check_finite(cond, "reference embeds", "image")  # (apply_tokens checks the model)
     check_finite(uncond, "negative embeds", "image_negative")
     if not opts.unfold:
         cond = combine(cond, opts.combine_embeds)

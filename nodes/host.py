@@ -86,12 +86,18 @@ def model_sites(model) -> list[Site]:
     return sites
 
 
+_context_cache: weakref.WeakKeyDictionary[torch.nn.Module, int | None] = weakref.WeakKeyDictionary()
+
+
 def context_dim(model) -> int | None:
-    """The text-context width the UNet's cross-attention reads (768 SD1.5, 2048 SDXL, 1280 refiner)."""
-    for name, module in unet_of(model).named_modules():
-        if name.endswith("attn2") and hasattr(module, "to_k"):
-            return int(module.to_k.weight.shape[1])
-    return None
+    """The text-context width the UNet's cross-attention reads (768 SD1.5, 2048 SDXL, 1280 refiner).
+
+    Cached per UNet: every apply node asks, and walking a large UNet's modules is not free."""
+    unet = unet_of(model)
+    if unet not in _context_cache:
+        _context_cache[unet] = next((int(m.to_k.weight.shape[1]) for name, m in unet.named_modules()
+                                     if name.endswith("attn2") and hasattr(m, "to_k")), None)
+    return _context_cache[unet]
 
 
 def sigma_window(model, start_at: float, end_at: float) -> tuple[float, float]:
