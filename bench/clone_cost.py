@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from common import DEFAULT_COMFYUI, boot_comfyui, load_average, load_pack, machine
 from patch_sites import Tokens, make_tokens, make_weights, meta_patcher
-from per_step import DEFAULT_COMFYUI, boot_comfyui, load_average, load_pack, machine
 from torch.profiler import ProfilerActivity, profile
 
 CONTEXT = 768

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from per_step import DEFAULT_COMFYUI, load_average
+from common import DEFAULT_COMFYUI, load_average
 from requeue import REFERENCE, repo_helpers, standard_prompt
 
 
@@ -32,10 +32,10 @@ def server_seconds(entry: dict) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=512, help="image size in px (default 512)")
-    parser.add_argument("--steps", type=int, default=2, help="sampler steps (default 2)")
+    parser.add_argument("--size", type=int, default=256, help="image size in px (default 256, the demo's)")
+    parser.add_argument("--steps", type=int, default=4, help="sampler steps (default 4, the demo's)")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds of (with, without) after the warm-up")
-    parser.add_argument("--fp32-unet", action="store_true", help="fp32 UNet storage (default: --fp16-unet, as e2e)")
+    parser.add_argument("--fp16-unet", action="store_true", help="fp16 UNet storage (ComfyUI's CPU default is fp32)")
     parser.add_argument("--json", type=Path, metavar="OUT")
     parser.add_argument("--comfyui", type=Path, default=DEFAULT_COMFYUI)
     args = parser.parse_args(argv)
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = load_average()
     models = demo_models.write_demo_models(demo_models.default_models_dir(), args.comfyui)
     work = Path(tempfile.mkdtemp(prefix="ipas-e2e-"))
-    extra = () if args.fp32_unet else ("--fp16-unet",)
+    extra = ("--fp16-unet",) if args.fp16_unet else ()
     server = server_module.ComfyServer(args.comfyui, work, models["models_dir"], extra_args=extra)
     samples: dict[str, list[float]] = {"with adapter": [], "without adapter": []}
     try:

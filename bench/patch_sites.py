@@ -9,8 +9,9 @@ shapes (batch 2, cond_or_uncond [1, 0], 77 text tokens), this times, interleaved
 * ``ours-4+16``   two adapters stacked (basic and plus);
 * ``naive-*``     a reference kept in this file: K/V projected from the image tokens on every call, and
                   the image attention through the host's ``optimized_attention``, as the incumbent does;
-* ``naive-sdpa-*`` the same per-call projection, but the image attention through the same function as
-                  ours, so the share of the K/V cache alone is visible.
+* ``naive-sdpa-*`` the same per-call projection, but the image part through the same kernel as ours
+                  (few-token products up to 16 tokens, else the host's SDPA wrapper), so the share of the
+                  K/V cache alone is visible.
 
 Sums over the sites give one UNet step's attn2 cost; "added" is (variant - host), the median over rounds
 of the per-round difference, shown in ms and as a % of a measured unpatched UNet step. See bench/README.md.
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from per_step import (
+from common import (
     DEFAULT_COMFYUI,
     SD15_UNET_CONFIG,
     boot_comfyui,
@@ -37,6 +38,8 @@ from per_step import (
     load_average,
     load_pack,
     machine,
+    pin_allocator,
+    time_text_attention,
 )
 
 SDXL_UNET_CONFIG: dict[str, Any] = {
@@ -137,19 +140,21 @@ def ours(pack, patcher, sites: list, family: str, tokens: list[Tokens]) -> dict[
     return {site.key: table[site.key] for site in sites}
 
 
+ImageAdd = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict, float], torch.Tensor]
+
+
 class NaivePatch:
     """attn2 replacement projecting K/V from the image tokens on every call (the incumbent's per-call work:
     To_K/To_V on cond and uncond, ``.repeat`` per latent, ``cat`` in cond_or_uncond order), for any number
-    of stacked adapters; ``image_attention`` is the function used for the image part."""
+    of stacked adapters; ``add_image(out, q, ip_k, ip_v, extra, weight)`` adds the image part."""
 
     def __init__(self, kv: list[tuple[torch.Tensor, torch.Tensor, Tokens]], weight: float,
-                 text_attention: Callable, image_attention: Callable) -> None:
+                 text_attention: Callable, add_image: ImageAdd) -> None:
         self.kv, self.weight = kv, weight
-        self.text_attention, self.image_attention = text_attention, image_attention
+        self.text_attention, self.add_image = text_attention, add_image
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra: dict) -> torch.Tensor:
-        heads = extra["n_heads"]
-        out = self.text_attention(q, k, v, heads, extra)
+        out = self.text_attention(q, k, v, extra["n_heads"], extra)
         cou = extra["cond_or_uncond"]
         per_chunk = q.shape[0] // len(cou)
         for wk, wv, tokens in self.kv:
@@ -160,16 +165,34 @@ class NaivePatch:
             v_uncond = torch.nn.functional.linear(uncond, wv.to(q.dtype)).repeat(per_chunk, 1, 1)
             ip_k = torch.cat([(k_cond, k_uncond)[c] for c in cou])
             ip_v = torch.cat([(v_cond, v_uncond)[c] for c in cou])
-            out = out + self.image_attention(q, ip_k, ip_v, heads, extra) * self.weight
+            out = self.add_image(out, q, ip_k, ip_v, extra, self.weight)
         return out.to(q.dtype)
 
 
-def naive(pack, sites: list, tokens: list[Tokens], image_attention: Callable) -> dict[tuple, Callable]:
+def incumbent_add(host) -> ImageAdd:
+    """``out + optimized_attention(q, K', V') * w``: the host's configured attention, a fresh sum."""
+    return lambda out, q, k, v, extra, w: out + host.comfy_attention(q, k, v, extra["n_heads"], extra) * w
+
+
+def pack_add(pack) -> ImageAdd:
+    """The pack's kernel choice for the image part (few-token products or the host's SDPA wrapper)."""
+    host, few = pack.nodes.host, pack.ipadapter_core.few_token_attention
+
+    def add(out, q, k, v, extra, w):
+        heads = extra["n_heads"]
+        if host.few_token_path(q, extra, heads, k.shape[1]):
+            return few.add_attention_(out, q, *few.split_heads(k, v, heads), w)
+        return out + host.image_attention(q, k, v, heads, extra) * w
+
+    return add
+
+
+def naive(pack, sites: list, tokens: list[Tokens], add_image: ImageAdd) -> dict[tuple, Callable]:
     numbering = pack.ipadapter_core.sites.ip_numbering(sites)
     out: dict[tuple, Callable] = {}
     for site in sites:
         kv = [(*t.adapter.kv_weights(numbering[site.key]), t) for t in tokens]
-        out[site.key] = NaivePatch(kv, 0.8, pack.nodes.host.comfy_attention, image_attention)
+        out[site.key] = NaivePatch(kv, 0.8, pack.nodes.host.comfy_attention, add_image)
     return out
 
 
@@ -245,9 +268,17 @@ Samples = dict[str, dict[str, list[float]]]  # metric -> variant -> per-round su
 
 def bench_sites(inputs: list[SiteInput], callables: dict[str, dict[tuple, Callable]], rounds: int,
                 progress: str) -> Samples:
-    samples: Samples = {"wall": {name: [] for name in callables}, "cpu": {name: [] for name in callables}}
+    """Per round and variant, the summed wall and CPU ms, and "beyond": the wall ms spent beyond the variant's
+    own text-attention calls (the host attention's spread between identical calls is taken out per call)."""
+    text = {name: [0.0] for name in callables}
+    for name, table in callables.items():
+        if name != "host":
+            time_text_attention(table, text[name])
+    samples: Samples = {metric: {name: [] for name in callables} for metric in ("wall", "cpu", "beyond")}
     for r in range(rounds + 1):
         wall_sums, cpu_sums = dict.fromkeys(callables, 0.0), dict.fromkeys(callables, 0.0)
+        for spent in text.values():
+            spent[0] = 0.0
         names = list(callables)
         order = names[r % len(names):] + names[:r % len(names)]  # rotated each round: no variant always runs first
         for site in inputs:
@@ -262,6 +293,7 @@ def bench_sites(inputs: list[SiteInput], callables: dict[str, dict[tuple, Callab
             for name in callables:
                 samples["wall"][name].append(wall_sums[name])
                 samples["cpu"][name].append(cpu_sums[name])
+                samples["beyond"][name].append(wall_sums[name] - text[name][0] * 1000.0 if name != "host" else 0.0)
         print(f"  {progress} round {r}/{rounds}{' (warm-up)' if not r else ''}: host "
               f"{wall_sums['host']:.0f} ms, ours-4 {wall_sums['ours-4']:.0f} ms", flush=True)
     return samples
@@ -359,9 +391,9 @@ LABELS = {
     "naive-16": "naive, plus 16 tok",
     "naive-257": "naive, full face 257 tok",
     "naive-4+16": "naive, 2 stacked (4+16)",
-    "naive-sdpa-4": "naive K/V + our attn, 4 tok",
-    "naive-sdpa-16": "naive K/V + our attn, 16 tok",
-    "naive-sdpa-257": "naive K/V + our attn, 257",
+    "naive-sdpa-4": "naive K/V + our kernel, 4 tok",
+    "naive-sdpa-16": "naive K/V + our kernel, 16",
+    "naive-sdpa-257": "naive K/V + our kernel, 257",
 }
 
 
@@ -392,6 +424,13 @@ def print_family(result: dict) -> None:
         print(f"  {LABELS[name]:<32}{w['median_ms']:>10.2f}{w['min_ms']:>10.2f}{w['added_ms']:>10.2f}"
               f"{w['added_pct_of_step']:>8.3f}%  |{c['median_ms']:>10.2f}{c['added_ms']:>10.2f}"
               f"{c['added_pct_of_step']:>8.3f}%")
+    beyond = result["beyond"]
+    print("  beyond the text attention (wall ms per step, median; each variant's own host-attention calls taken "
+          "out):")
+    print("    " + ", ".join(f"{name} {statistics.median(v):.2f}" for name, v in beyond.items() if name != "host"))
+    for tok in (*TOKEN_COUNTS, "4+16"):
+        ours_b, naive_b = statistics.median(beyond[f"ours-{tok}"]), statistics.median(beyond[f"naive-{tok}"])
+        print(f"    ours / naive, {tok:>5} tok: {ratio(ours_b, naive_b)}")
     for tok in (*TOKEN_COUNTS, "4+16"):
         parts = []
         for metric in ("wall", "cpu"):
@@ -399,10 +438,10 @@ def print_family(result: dict) -> None:
             added = s[f"ours-{tok}"]["added_ms"]
             line = f"{metric} {ratio(added, s[f'naive-{tok}']['added_ms'])}"
             if f"naive-sdpa-{tok}" in s:
-                line += f" (vs naive K/V + our attn {ratio(added, s[f'naive-sdpa-{tok}']['added_ms'])})"
+                line += f" (vs naive K/V + our kernel {ratio(added, s[f'naive-sdpa-{tok}']['added_ms'])})"
             parts.append(line)
         print(f"  ours / naive added time, {tok:>5} tok: " + ", ".join(parts))
-    print(f"  check: max |ours - naive K/V + our attn| over the sites (4 tok) = {result['max_abs_diff']:.3g}")
+    print(f"  check: max |ours - naive K/V + our kernel| over the sites (4 tok) = {result['max_abs_diff']:.3g}")
 
 
 def run_family(pack, family: str, args, generator: torch.Generator, sd15_step: dict | None) -> dict:
@@ -419,10 +458,10 @@ def run_family(pack, family: str, args, generator: torch.Generator, sd15_step: d
         callables[f"ours-{name}"] = ours(pack, patcher, sites, family, [t])
     callables["ours-4+16"] = ours(pack, patcher, sites, family, [tokens[n] for n in STACK])
     for name, t in tokens.items():
-        callables[f"naive-{name}"] = naive(pack, sites, [t], host.comfy_attention)
-    callables["naive-4+16"] = naive(pack, sites, [tokens[n] for n in STACK], host.comfy_attention)
+        callables[f"naive-{name}"] = naive(pack, sites, [t], incumbent_add(host))
+    callables["naive-4+16"] = naive(pack, sites, [tokens[n] for n in STACK], incumbent_add(host))
     for name, t in tokens.items():
-        callables[f"naive-sdpa-{name}"] = naive(pack, sites, [t], host.image_attention)
+        callables[f"naive-sdpa-{name}"] = naive(pack, sites, [t], pack_add(pack))
     inputs = site_inputs(family, sites, generator)
     rounds = args.rounds if family == "sd15" else args.sdxl_rounds
 
@@ -434,6 +473,7 @@ def run_family(pack, family: str, args, generator: torch.Generator, sd15_step: d
               "rounds": rounds, "step": step, "max_abs_diff": max_diff, "raw_ms": samples}
     for metric, step_key in (("wall", "ms"), ("cpu", "cpu_ms")):
         result[metric] = summarise(samples[metric], step[step_key])  # % of the step in the same metric
+    result["beyond"] = samples["beyond"]
     return result
 
 
@@ -468,7 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="OUT")
     parser.add_argument("--comfyui", type=Path, default=DEFAULT_COMFYUI)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--native-malloc", action="store_true", help="glibc's default allocator thresholds")
     args = parser.parse_args(argv)
+    allocator = pin_allocator(args.native_malloc)
 
     load_before = load_average()
     boot_comfyui(args.comfyui)
@@ -492,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {info['torch']}, python {info['python']}")
     print(f"load    : {load_before} before, {load_average()} after (1/5/15-min load average)")
     print(f"host    : ComfyUI {info['comfyui']}, CPU mode, attention {info['attention']}; "
-          "ours uses the host's SDPA wrapper for the image tokens on CPU fp32")
+          "ours adds <= 16 image tokens by few_token_attention, more by the host's SDPA wrapper (CPU fp32)")
+    print(f"malloc  : {allocator}")
     print("method  : every site timed in turn for every variant, per round; added = median over rounds of "
           "(variant - host); wall = elapsed, cpu = process CPU time")
     for result in results:

@@ -3,9 +3,10 @@
 ComfyUI runs in this process (``execution.PromptExecutor`` with its classic cache, as the server uses it), with
 the random-weight demo model set (tests/fixtures/demo_models.py: a full-size SD1.5 checkpoint, ViT-H CLIP
 vision, ip-adapter_sd15) and the pack loaded as a custom node. Every ``ClipVisionModel.encode_image`` call is
-counted, and the nodes each run executed (not served from the cache) are listed. Rounds alternate the weight
-(run 1 is the cold first run; each later run changes only the weight), so every timed re-queue re-runs the
-adapter, the sampler, the decode and the save. See bench/README.md.
+counted, and the nodes each run executed (not served from the cache) are listed. Each measurement is a fresh
+process: its first run is the graph's first queue after ComfyUI starts, then re-queues alternate the weight, so
+every re-queue re-runs the adapter, the sampler, the decode and the save. First runs are taken with the model
+files in the page cache ("warm") and, where root may evict it, read from disk ("cold"). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from per_step import DEFAULT_COMFYUI, REPO_ROOT, boot_comfyui, load_average, machine
+from common import DEFAULT_COMFYUI, REPO_ROOT, boot_comfyui, load_average, machine
 
 PACK_LINK = "ipadapter-suite"
 CHECKPOINT = "demo_sd15.safetensors"
@@ -144,20 +147,11 @@ def run(execution, executor, events: Events, prompt: dict, prompt_id: str, calls
             "ran": [f"{n}:{prompt[n]['class_type']}" for n in ran], "cached": sorted(cached, key=int)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=256, help="image size in px (default 256)")
-    parser.add_argument("--steps", type=int, default=4, help="sampler steps (default 4)")
-    parser.add_argument("--requeues", type=int, default=3, help="re-queues after the first run (weights alternate)")
-    parser.add_argument("--fp32-unet", action="store_true", help="fp32 UNet storage (default: --fp16-unet, as e2e)")
-    parser.add_argument("--json", type=Path, metavar="OUT")
-    parser.add_argument("--comfyui", type=Path, default=DEFAULT_COMFYUI)
-    args = parser.parse_args(argv)
-
-    load_before = load_average()
+def worker(args) -> dict:
+    """One fresh ComfyUI process: the first run of the graph, then ``--requeues`` runs changing only the weight."""
     work = Path(tempfile.mkdtemp(prefix="ipas-requeue-"))
     try:
-        execution = boot(args.comfyui, work, fp16_unet=not args.fp32_unet)
+        execution = boot(args.comfyui, work, fp16_unet=args.fp16_unet)
         calls = count_encoder_calls()
         events = Events()
         executor = execution.PromptExecutor(events, cache_type=execution.CacheType.CLASSIC)
@@ -172,30 +166,92 @@ def main(argv: list[str] | None = None) -> int:
                 result["weight"] = weight
                 runs.append(result)
                 print(f"  run {i} (weight {weight}): {result['seconds']:.2f} s, encoder calls "
-                      f"{result['encoder_calls']}, executed: {' '.join(result['ran'])}", flush=True)
+                      f"{result['encoder_calls']}, executed: {' '.join(result['ran'])}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return {"machine": machine(), "runs": runs}
 
-    first, requeues = runs[0], runs[1:]
-    median = statistics.median(r["seconds"] for r in requeues)
-    info = machine()
+
+def drop_page_cache() -> bool:
+    """Evict every file from the page cache (root only), so the first run reads the models from disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def spawn(args, cold: bool) -> dict:
+    dropped = drop_page_cache() if cold else False
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--size", str(args.size), "--steps",
+               str(args.steps), "--requeues", str(args.requeues), "--comfyui", str(args.comfyui)]
+    if args.fp16_unet:
+        command.append("--fp16-unet")
+    print(f"  [{'cold' if cold else 'warm'}] fresh process{' (page cache dropped)' if dropped else ''}",
+          file=sys.stderr, flush=True)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=False)  # progress: on stderr
+    if done.returncode:
+        sys.exit(f"worker failed (exit {done.returncode})")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["page_cache"] = "dropped" if dropped else ("not dropped (needs root)" if cold else "warm")
+    return result
+
+
+def report(mode: str, processes: list[dict]) -> dict:
+    firsts = [p["runs"][0]["seconds"] for p in processes]
+    requeues = [r["seconds"] for p in processes for r in p["runs"][1:]]
+    calls = sum(r["encoder_calls"] for p in processes for r in p["runs"][1:])
+    print(f"  {mode}: page cache {processes[0]['page_cache']}")
+    for i, p in enumerate(processes):
+        rest = ", ".join(f"{r['seconds']:.2f}" for r in p["runs"][1:])
+        print(f"    process {i}: first run {p['runs'][0]['seconds']:7.2f} s (CLIP vision calls "
+              f"{p['runs'][0]['encoder_calls']}); re-queues {rest} s; re-ran: {', '.join(p['runs'][-1]['ran'])}")
+    ratio = statistics.median(firsts) / statistics.median(requeues)
+    print(f"    first / re-queue: {ratio:.2f}x (medians: {statistics.median(firsts):.2f} s / "
+          f"{statistics.median(requeues):.2f} s; slowest re-queue {max(requeues):.2f} s); "
+          f"CLIP vision calls in {len(requeues)} re-queues: {calls}")
+    return {"mode": mode, "ratio": ratio, "first_s": firsts, "requeue_s": requeues, "requeue_encoder_calls": calls}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=64, help="image size in px (default 64)")
+    parser.add_argument("--steps", type=int, default=2, help="sampler steps (default 2)")
+    parser.add_argument("--requeues", type=int, default=4, help="re-queues after each first run (weights alternate)")
+    parser.add_argument("--processes", type=int, default=2, help="fresh ComfyUI processes per page-cache state")
+    parser.add_argument("--cache", choices=["warm", "cold", "both"], default="both",
+                        help="first runs with the model files in the page cache, evicted (root only), or both")
+    parser.add_argument("--fp16-unet", action="store_true", help="fp16 UNet storage (ComfyUI's CPU default is fp32)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, metavar="OUT")
+    parser.add_argument("--comfyui", type=Path, default=DEFAULT_COMFYUI)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+
+    load_before = load_average()
+    modes = ["warm", "cold"] if args.cache == "both" else [args.cache]
+    if "warm" in modes:
+        spawn(args, cold=False)  # puts the model files in the page cache (and generates them if missing)
+    results = {mode: [spawn(args, cold=mode == "cold") for _ in range(args.processes)] for mode in modes}
+    info = next(iter(results.values()))[0]["machine"]
     print()
     print("IPAdapter Suite: re-queue with only IPAdapterAdvanced.weight changed (in-process PromptExecutor)")
     print(f"machine : {info['cpu']}, {info['cores']} cores (torch threads {info['torch_threads']}), "
           f"torch {info['torch']}, ComfyUI {info['comfyui']}")
     print(f"load    : {load_before} before, {load_average()} after (1/5/15-min load average)")
-    print(f"graph   : ipadapter_sd15_standard (demo models, {'fp32' if args.fp32_unet else 'fp16-storage'} UNet), "
+    print(f"graph   : ipadapter_sd15_standard (demo models, {'fp16' if args.fp16_unet else 'fp32'} UNet storage), "
           f"{args.size}x{args.size} px, {args.steps} steps dpmpp_2m, cfg 6.5")
-    print(f"  first run          : {first['seconds']:8.2f} s, CLIP vision encode_image calls: {first['encoder_calls']}")
-    for i, r in enumerate(requeues, start=1):
-        print(f"  re-queue {i} (w={r['weight']}): {r['seconds']:8.2f} s, CLIP vision encode_image calls: "
-              f"{r['encoder_calls']}, re-ran {len(r['ran'])} nodes: {', '.join(r['ran'])}")
-    print(f"  first / re-queue (median of {len(requeues)}): {first['seconds'] / median:.2f}x faster; encoder calls in "
-          f"re-queues: {sum(r['encoder_calls'] for r in requeues)}")
+    print(f"method  : each process is a fresh ComfyUI (first run = the graph's first queue after start-up), "
+          f"then {args.requeues} re-queues changing only the weight")
+    summaries = [report(mode, results[mode]) for mode in modes]
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"machine": info, "args": vars(args) | {"json": str(args.json),
-                                         "comfyui": str(args.comfyui)}, "runs": runs}, indent=2) + "\n")
+                                         "comfyui": str(args.comfyui)}, "summaries": summaries,
+                                         "processes": results}, indent=2) + "\n")
     return 0
 
 

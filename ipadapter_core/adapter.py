@@ -17,36 +17,38 @@ EMBEDS_SCALING = ["V only", "K+V", "K+V w/ C penalty", "K+mean(V) w/ C penalty"]
 
 
 class IPAdapterModel:
-    """An adapter file: its kind, its projection model (built on first use) and its K/V weights."""
+    """An adapter file: its kind, its projection weights and its K/V weights (one copy, shared by every use)."""
 
     def __init__(self, weights: AdapterWeights, name: str = "") -> None:
         self.name = name or os.path.basename(weights.path) or "adapter"
         self.weights = weights
         self.kind: ModelKind = detect_kind(weights.image_proj, weights.ip_adapter, self.name)
-        self._projection: torch.nn.Module | None = None
 
     @classmethod
     def from_file(cls, path: str) -> IPAdapterModel:
         return cls(load_adapter_file(path), os.path.basename(path))
 
     def projection(self) -> torch.nn.Module:
-        if self._projection is None:
-            with torch.device("meta"):  # no point initialising weights the file replaces
-                module = self.kind.build()
-            try:
-                module.load_state_dict({k: v.float() for k, v in self.weights.image_proj.items()}, strict=True,
-                                       assign=True)
-            except RuntimeError as exc:
-                raise IPAdapterError(
-                    f"'{self.name}' looks like a {self.kind.label} adapter but its weights do not load: "
-                    f"{str(exc).splitlines()[0]}",
-                    expected=f"a complete {self.kind.label} file", fix="Download the file again.",
-                ) from None
-            self._projection = module.float().eval().requires_grad_(False)
-        return self._projection
+        """The projection model, built from the file's weights (fp32). Not kept: see ``project``."""
+        with torch.device("meta"):  # no point initialising weights the file replaces
+            module = self.kind.build()
+        try:
+            module.load_state_dict({k: v.float() for k, v in self.weights.image_proj.items()}, strict=True,
+                                   assign=True)
+        except RuntimeError as exc:
+            raise IPAdapterError(
+                f"'{self.name}' looks like a {self.kind.label} adapter but its weights do not load: "
+                f"{str(exc).splitlines()[0]}",
+                expected=f"a complete {self.kind.label} file", fix="Download the file again.",
+            ) from None
+        return module.float().eval().requires_grad_(False)
 
     def project(self, embeds: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        """Encoder output (or face embeds, then CLIP embeds) -> image tokens ``[N, T, width]``, in fp32."""
+        """Encoder output (or face embeds, then CLIP embeds) -> image tokens ``[N, T, width]``, in fp32.
+
+        The model is built for the call and dropped after it: it runs once per application, and an fp16
+        file's fp32 copy (a Kolors FaceID perceiver is over 1 GB) would otherwise stay for the file's life.
+        """
         args = tuple(a.float() if isinstance(a, torch.Tensor) else a for a in args)
         kwargs = {k: v.float() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
         with torch.no_grad():

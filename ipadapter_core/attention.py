@@ -20,9 +20,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from . import few_token_attention
 from .errors import IPAdapterError
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, dict], torch.Tensor]
+# (q, extra, heads, image tokens) -> use few_token_attention for this call?
+FewTokenPolicy = Callable[[torch.Tensor, dict, int, int], bool]
 
 
 def sdpa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, extra: dict | None = None):
@@ -68,10 +71,27 @@ class SiteKV:
             if isinstance(scale, torch.Tensor):
                 scale = torch.cat([rows.take(scale.reshape(-1, 1, 1))] * len(cond_or_uncond)).to(device, dtype)
             hit = (torch.cat(ks).to(device, dtype), torch.cat(vs).to(device, dtype), scale)
-            if len(self._layouts) > 8:
-                self._layouts.clear()
-            self._layouts[key] = hit
+            self._remember(key, hit)
         return hit
+
+    @property
+    def tokens(self) -> int:
+        return int((self.k_cond if self.k_cond is not None else self.k_uncond).shape[1])
+
+    def per_head(self, cond_or_uncond: tuple, rows: RowLayout, device, dtype, heads: int):
+        """``assembled`` split into heads for ``few_token_attention``, cached the same way."""
+        key = (cond_or_uncond, rows, device, dtype, heads)
+        hit = self._layouts.get(key)
+        if hit is None:
+            k, v, scale = self.assembled(cond_or_uncond, rows, device, dtype)
+            hit = (*few_token_attention.split_heads(k, v, heads), scale)
+            self._remember(key, hit)
+        return hit
+
+    def _remember(self, key: tuple, hit: tuple) -> None:
+        if len(self._layouts) > 8:
+            self._layouts.clear()
+        self._layouts[key] = hit
 
     def keep_device(self, device: torch.device) -> None:
         _keep(self._layouts, device, 2)
@@ -186,19 +206,20 @@ class Application:
         """True when start_at=0 and end_at=1: no sigma needs to be read at all."""
         return self.sigma_start >= 1e8 and self.sigma_end <= 0.0
 
-    def contribution(self, site_key: tuple, q: torch.Tensor, extra: dict, attention: AttentionFn):
-        kv = self.sites.get(site_key)
-        if kv is None:
-            return None
-        gate = None
-        if not self.always_on:
-            sigmas = extra.get("sigmas")
-            if sigmas is not None and sigmas.device.type != "cpu":
-                # Decided on the device: reading the sigma back would stall the GPU at every block.
-                s = sigmas.reshape(-1)[:1]
-                gate = ((s >= self.sigma_end) & (s <= self.sigma_start)).to(q.dtype)
-            elif not (self.sigma_end <= current_sigma(sigmas) <= self.sigma_start):
-                return None
+    def window(self, q: torch.Tensor, extra: dict) -> tuple[bool, torch.Tensor | None]:
+        """(active at this step, on-device 0/1 gate or None). Never reads a GPU sigma back."""
+        if self.always_on:
+            return True, None
+        sigmas = extra.get("sigmas")
+        if sigmas is not None and sigmas.device.type != "cpu":
+            # Decided on the device: reading the sigma back would stall the GPU at every block.
+            s = sigmas.reshape(-1)[:1]
+            return True, ((s >= self.sigma_end) & (s <= self.sigma_start)).to(q.dtype)
+        return self.sigma_end <= current_sigma(sigmas) <= self.sigma_start, None
+
+    def contribution(self, kv: SiteKV, q: torch.Tensor, extra: dict, attention: AttentionFn,
+                     gate: torch.Tensor | None = None) -> torch.Tensor:
+        """``w * m * gate * Attn(q, K', V')`` as a fresh tensor (the caller checked ``window``)."""
         cou = tuple(extra.get("cond_or_uncond") or (0,))
         rows = RowLayout.of(extra, q.shape[0] // len(cou))
         k, v, scale = kv.assembled(cou, rows, q.device, q.dtype)
@@ -210,6 +231,28 @@ class Application:
         if gate is not None:
             out.mul_(gate)
         return out
+
+    def few_token_terms(self, kv: SiteKV, q: torch.Tensor, extra: dict, gate: torch.Tensor | None = None):
+        """(K/V split into heads, alpha, per-row factor) of this application, for few_token_attention."""
+        cou = tuple(extra.get("cond_or_uncond") or (0,))
+        rows = RowLayout.of(extra, q.shape[0] // len(cou))
+        kh, vh, scale = kv.per_head(cou, rows, q.device, q.dtype, extra.get("n_heads", 1))
+        factors = [gate] if gate is not None else []
+        if isinstance(scale, torch.Tensor):
+            factors.append(scale)  # [B, 1, 1]
+        if self.mask is not None:
+            m = self.mask.rows(_token_grid(extra, q.shape[1]), len(cou), rows, q.device, q.dtype)
+            factors.append(m.transpose(1, 2))  # [B, N, 1] -> [B, 1, N]: per query, in the probabilities
+        factor = None
+        for f in factors:
+            factor = f if factor is None else factor * f
+        return kh, vh, 1.0 if isinstance(scale, torch.Tensor) else float(scale), factor
+
+    def add_few_tokens_(self, kv: SiteKV, out: torch.Tensor, q: torch.Tensor, extra: dict,
+                        gate: torch.Tensor | None = None) -> None:
+        """``contribution`` added into ``out`` (contiguous, ours) in place by few_token_attention."""
+        kh, vh, alpha, factor = self.few_token_terms(kv, q, extra, gate)
+        few_token_attention.add_attention_(out, q, kh, vh, alpha, factor)
 
     def keep_device(self, device: torch.device) -> None:
         """Drop cached copies on other devices (the model was moved or offloaded)."""
@@ -239,15 +282,19 @@ class CrossAttentionPatch:
     """
 
     def __init__(self, site_key: tuple, applications: tuple = (), attention: AttentionFn = sdpa_attention,
-                 inner: Callable | None = None, image_attention: AttentionFn | None = None) -> None:
+                 inner: Callable | None = None, image_attention: AttentionFn | None = None,
+                 few_tokens: FewTokenPolicy | None = None) -> None:
         self.site_key = site_key
         self.applications = tuple(applications)
         self.attention = attention  # the block's own text attention: exactly what the host would run
         self.image_attention = image_attention or attention  # attention over the few image tokens
+        self.few_tokens = few_tokens  # when to add the image part by few_token_attention instead
         self.inner = inner
+        self._stacks: dict = {}  # stacked few-token adapters' concatenated K/V, per batch layout and device
 
     def _with(self, applications: tuple, inner: Callable | None) -> CrossAttentionPatch:
-        return CrossAttentionPatch(self.site_key, applications, self.attention, inner, self.image_attention)
+        return CrossAttentionPatch(self.site_key, applications, self.attention, inner, self.image_attention,
+                                   self.few_tokens)
 
     def stacked(self, application: Application) -> CrossAttentionPatch:
         return self._with(self.applications + (application,), self.inner)
@@ -259,15 +306,49 @@ class CrossAttentionPatch:
         else:
             out = self.attention(q, k, v, extra["n_heads"], extra)
             owned = True
-        for app in self.applications:
-            extra_out = app.contribution(self.site_key, q, extra, self.image_attention)
-            if extra_out is None:
+        heads = extra["n_heads"]
+        few: list[tuple[int, Application, SiteKV, torch.Tensor | None]] = []
+        for index, app in enumerate(self.applications):
+            kv = app.sites.get(self.site_key)
+            if kv is None:
                 continue
+            active, gate = app.window(q, extra)
+            if not active:
+                continue
+            if self.few_tokens is not None and self.few_tokens(q, extra, heads, kv.tokens):
+                few.append((index, app, kv, gate))
+                continue
+            extra_out = app.contribution(kv, q, extra, self.image_attention, gate)
             if owned and out.dtype == extra_out.dtype:
                 out.add_(extra_out)  # in place: one full-size pass less per adapter and step
             else:
                 out, owned = out + extra_out, True
+        if few:
+            if not owned or out.dtype != q.dtype or not out.is_contiguous():
+                out = out.to(q.dtype, memory_format=torch.contiguous_format, copy=True)
+            if len(few) == 1:
+                _, app, kv, gate = few[0]
+                app.add_few_tokens_(kv, out, q, extra, gate)
+            else:
+                self._add_stacked_few_tokens_(few, out, q, extra)
         return out.to(q.dtype)
+
+    def _add_stacked_few_tokens_(self, few: list, out: torch.Tensor, q: torch.Tensor, extra: dict) -> None:
+        """Stacked few-token adapters in one pass over q and out (their K/V concatenated once per layout)."""
+        terms = [app.few_token_terms(kv, q, extra, gate) for _, app, kv, gate in few]
+        cou = tuple(extra.get("cond_or_uncond") or (0,))
+        key = (tuple(index for index, *_ in few), cou, RowLayout.of(extra, q.shape[0] // len(cou)), q.device,
+               q.dtype, extra["n_heads"])
+        hit = self._stacks.get(key)
+        if hit is None:
+            hit = (torch.cat([t[0] for t in terms], dim=2), torch.cat([t[1] for t in terms], dim=2))
+            if len(self._stacks) > 8:
+                self._stacks.clear()
+            self._stacks[key] = hit
+        segments = []
+        for kh, _, alpha, factor in terms:
+            segments.append((kh.shape[2], factor * alpha if factor is not None else alpha))
+        few_token_attention.add_stacked_attention_(out, q, hit[0], hit[1], segments)
 
     def __deepcopy__(self, memo: dict) -> CrossAttentionPatch:
         return self
@@ -277,6 +358,7 @@ class CrossAttentionPatch:
         if isinstance(device_or_dtype, (torch.device, str)):
             for app in self.applications:
                 app.keep_device(torch.device(device_or_dtype))
+            _keep(self._stacks, torch.device(device_or_dtype), 3)
         if self.inner is not None and hasattr(self.inner, "to"):
             moved = self.inner.to(device_or_dtype)
             if moved is not self.inner:

@@ -17,6 +17,7 @@ import folder_paths
 import torch
 from comfy.ldm.modules.attention import attention_pytorch, optimized_attention
 
+from ..ipadapter_core import few_token_attention
 from ..ipadapter_core.attention import Application, CrossAttentionPatch
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.sites import Site
@@ -54,6 +55,15 @@ def image_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: in
     if q.device.type == "cpu" and q.dtype == torch.float32:
         return attention_pytorch(q, k, v, heads, transformer_options=extra)
     return comfy_attention(q, k, v, heads, extra)
+
+
+def few_token_path(q: torch.Tensor, extra: dict, heads: int, tokens: int) -> bool:
+    """Whether to add the image part by ``few_token_attention``'s two products instead of an attention call.
+
+    Only where it is the faster path (fp32 on a CPU, few heads x tokens: see that module), and never while
+    an attention-override node is active: such a node expects to see every attention call.
+    """
+    return "optimized_attention_override" not in extra and few_token_attention.worthwhile(q, heads, tokens)
 
 
 _sites_cache: weakref.WeakKeyDictionary[torch.nn.Module, list[Site]] = weakref.WeakKeyDictionary()
@@ -120,7 +130,7 @@ def patch_model(model, application: Application) -> None:
             patch = existing.stacked(application)
         else:  # nothing there, or another pack's replacement: ours runs it and adds to its result
             patch = CrossAttentionPatch(site.key, (application,), comfy_attention, inner=existing,
-                                        image_attention=image_attention)
+                                        image_attention=image_attention, few_tokens=few_token_path)
         model.set_model_attn2_replace(patch, *site.key)
 
 

@@ -15,6 +15,7 @@ import torch
 from ipadapter_core.adapter import IPAdapterModel, build_application
 from ipadapter_core.attention import CrossAttentionPatch, sdpa_attention
 from ipadapter_core.errors import IPAdapterError
+from ipadapter_core.few_token_attention import worthwhile
 from ipadapter_core.loading import split_adapter_sections
 from ipadapter_core.sites import Site
 from ipadapter_core.weighting import LayerWeight
@@ -30,6 +31,22 @@ SITES = [IN, MID, OUT]  # ComfyUI run order
 FILE_NUMBER = {IN.key: 1, OUT.key: 3, MID.key: 5}
 LATENT = (16, 16)  # original_shape H, W; the sites below run at half resolution: an 8x8 token grid
 GRID = (8, 8)
+
+
+def _few_token_policy(q: torch.Tensor, extra: dict, heads: int, tokens: int) -> bool:
+    return worthwhile(q, heads, tokens)
+
+
+@pytest.fixture(params=["library", "few-token"])
+def new_patch(request):
+    """Every patch test runs twice: image tokens through the attention function, and through
+    few_token_attention's products wherever its policy takes them (fp32 on the CPU here)."""
+    policy = _few_token_policy if request.param == "few-token" else None
+
+    def make(site_key: tuple, *args, **kw) -> CrossAttentionPatch:
+        return CrossAttentionPatch(site_key, *args, few_tokens=policy, **kw)
+
+    return make
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +141,9 @@ def close(a: torch.Tensor, b: torch.Tensor) -> None:
 
 @pytest.mark.parametrize("cou", [[0], [1, 0], [0, 1], [0, 1, 2]], ids=["cond", "uncond-cond", "cond-uncond", "3"])
 @pytest.mark.parametrize("site", SITES, ids=lambda s: s.block_type)
-def test_patch_equals_text_plus_weighted_image_attention(adapter, site: Site, cou: list[int]) -> None:
+def test_patch_equals_text_plus_weighted_image_attention(new_patch, adapter, site: Site, cou: list[int]) -> None:
     w = 0.7
-    patch = CrossAttentionPatch(site.key).stacked(make_app(adapter, w))
+    patch = new_patch(site.key).stacked(make_app(adapter, w))
     q, k, v, extra = block_inputs(site, cou)
     out = patch(q, k, v, extra)
     assert out.shape == q.shape and out.dtype == q.dtype
@@ -135,19 +152,19 @@ def test_patch_equals_text_plus_weighted_image_attention(adapter, site: Site, co
     close(out, expected)
 
 
-def test_cond_and_uncond_rows_really_differ(adapter) -> None:
+def test_cond_and_uncond_rows_really_differ(new_patch, adapter) -> None:
     """Guards the test above: cond and uncond tokens give distinguishable outputs."""
     q, k, v, extra = block_inputs(IN, [1, 0], per_chunk=1)
     q[1] = q[0]
-    out = CrossAttentionPatch(IN.key).stacked(make_app(adapter, 1.0))(q, k, v, extra)
+    out = new_patch(IN.key).stacked(make_app(adapter, 1.0))(q, k, v, extra)
     base = sdpa_attention(q, k, v, IN.heads)
     assert not torch.allclose(out[0] - base[0], out[1] - base[1], atol=1e-3)
 
 
-def test_several_references_are_concatenated_as_tokens(adapter) -> None:
+def test_several_references_are_concatenated_as_tokens(new_patch, adapter) -> None:
     w = 0.5
     q, k, v, extra = block_inputs(MID, [1, 0])
-    out = CrossAttentionPatch(MID.key).stacked(make_app(adapter, w, cond=COND2, uncond=UNCOND2))(q, k, v, extra)
+    out = new_patch(MID.key).stacked(make_app(adapter, w, cond=COND2, uncond=UNCOND2))(q, k, v, extra)
     expected = ref_attention(q, k, v, MID.heads) + ref_ip(adapter, MID, q, [1, 0], 2, w, cond=COND2, uncond=UNCOND2)
     close(out, expected)
 
@@ -156,25 +173,25 @@ def test_several_references_are_concatenated_as_tokens(adapter) -> None:
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-def test_weight_zero_is_exactly_the_base_attention(adapter, dtype) -> None:
+def test_weight_zero_is_exactly_the_base_attention(new_patch, adapter, dtype) -> None:
     q, k, v, extra = (t.to(dtype) if isinstance(t, torch.Tensor) else t for t in block_inputs(OUT, [1, 0]))
     base = sdpa_attention(q, k, v, OUT.heads)
     for app in (
         make_app(adapter, 0.0),
         make_app(adapter, weights={IN.key: LayerWeight(0.8), MID.key: LayerWeight(0.8), OUT.key: LayerWeight(0.0)}),
     ):
-        out = CrossAttentionPatch(OUT.key).stacked(app)(q, k, v, extra)
+        out = new_patch(OUT.key).stacked(app)(q, k, v, extra)
         assert out.dtype == dtype
         assert torch.equal(out, base)
-    assert torch.equal(CrossAttentionPatch(OUT.key)(q, k, v, extra), base)
+    assert torch.equal(new_patch(OUT.key)(q, k, v, extra), base)
 
 
 @pytest.mark.parametrize(
     ("sigma", "active"),
     [(11.0, False), (10.0, True), (5.0, True), (2.0, True), (1.9, False), (None, False)],
 )
-def test_sigma_window(adapter, sigma, active: bool) -> None:
-    patch = CrossAttentionPatch(IN.key).stacked(make_app(adapter, 0.7, sigma_start=10.0, sigma_end=2.0))
+def test_sigma_window(new_patch, adapter, sigma, active: bool) -> None:
+    patch = new_patch(IN.key).stacked(make_app(adapter, 0.7, sigma_start=10.0, sigma_end=2.0))
     q, k, v, extra = block_inputs(IN, [1, 0])
     if sigma is None:
         del extra["sigmas"]  # no sigma at all counts as "before the start"
@@ -188,10 +205,10 @@ def test_sigma_window(adapter, sigma, active: bool) -> None:
         assert torch.equal(out, base)
 
 
-def test_default_window_is_always_on(adapter) -> None:
+def test_default_window_is_always_on(new_patch, adapter) -> None:
     q, k, v, extra = block_inputs(IN, [0])
     del extra["sigmas"]
-    out = CrossAttentionPatch(IN.key).stacked(make_app(adapter, 0.7))(q, k, v, extra)
+    out = new_patch(IN.key).stacked(make_app(adapter, 0.7))(q, k, v, extra)
     close(out, ref_attention(q, k, v, IN.heads) + ref_ip(adapter, IN, q, [0], 2, 0.7))
 
 
@@ -202,20 +219,20 @@ SCALINGS = ["V only", "K+V", "K+V w/ C penalty", "K+mean(V) w/ C penalty"]
 
 @pytest.mark.parametrize("scaling", SCALINGS)
 @pytest.mark.parametrize("site", [IN, MID], ids=["width64", "width128"])
-def test_embeds_scaling(adapter, site: Site, scaling: str) -> None:
+def test_embeds_scaling(new_patch, adapter, site: Site, scaling: str) -> None:
     w = 1.6
     app = make_app(adapter, w, cond=COND2, uncond=UNCOND2, embeds_scaling=scaling)
     q, k, v, extra = block_inputs(site, [1, 0])
-    out = CrossAttentionPatch(site.key).stacked(app)(q, k, v, extra)
+    out = new_patch(site.key).stacked(app)(q, k, v, extra)
     ip = ref_ip(adapter, site, q, [1, 0], 2, w, cond=COND2, uncond=UNCOND2, scaling=scaling)
     close(out, ref_attention(q, k, v, site.heads) + ip)
 
 
-def test_scaling_modes_are_distinguishable(adapter) -> None:
+def test_scaling_modes_are_distinguishable(new_patch, adapter) -> None:
     """Guards the test above: each mode gives a different result at w != 1."""
     q, k, v, extra = block_inputs(MID, [0])
     outs = [
-        CrossAttentionPatch(MID.key).stacked(make_app(adapter, 1.6, cond=COND2, uncond=UNCOND2, embeds_scaling=s))(
+        new_patch(MID.key).stacked(make_app(adapter, 1.6, cond=COND2, uncond=UNCOND2, embeds_scaling=s))(
             q, k, v, extra
         )
         for s in SCALINGS
@@ -240,9 +257,9 @@ def _half_mask(h: int, w: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("grid", "mask_size"), [((8, 8), (32, 32)), ((8, 12), (16, 24))], ids=["square", "wide"])
-def test_mask_halves_one_half_of_the_token_grid(adapter, grid, mask_size) -> None:
+def test_mask_halves_one_half_of_the_token_grid(new_patch, adapter, grid, mask_size) -> None:
     w = 0.9
-    patch = CrossAttentionPatch(IN.key).stacked(make_app(adapter, w, mask=_half_mask(*mask_size)))
+    patch = new_patch(IN.key).stacked(make_app(adapter, w, mask=_half_mask(*mask_size)))
     q, k, v, extra = block_inputs(IN, [1, 0], grid=grid)
     out = patch(q, k, v, extra)
     column = torch.arange(grid[0] * grid[1]) % grid[1]
@@ -251,9 +268,9 @@ def test_mask_halves_one_half_of_the_token_grid(adapter, grid, mask_size) -> Non
     close(out, ref_attention(q, k, v, IN.heads) + ip * token_factor)  # cond and uncond rows alike
 
 
-def test_one_mask_per_latent(adapter) -> None:
+def test_one_mask_per_latent(new_patch, adapter) -> None:
     masks = torch.stack([torch.ones(16, 16), torch.full((16, 16), 0.25)])
-    patch = CrossAttentionPatch(IN.key).stacked(make_app(adapter, 1.0, mask=masks))
+    patch = new_patch(IN.key).stacked(make_app(adapter, 1.0, mask=masks))
     q, k, v, extra = block_inputs(IN, [1, 0], per_chunk=2)
     out = patch(q, k, v, extra)
     ip = ref_ip(adapter, IN, q, [1, 0], 2, 1.0)
@@ -264,10 +281,10 @@ def test_one_mask_per_latent(adapter) -> None:
 # --- stacking, swaps, batches -------------------------------------------------------------------
 
 
-def test_two_applications_add_up(adapter) -> None:
+def test_two_applications_add_up(new_patch, adapter) -> None:
     first = make_app(adapter, 0.6)
     second = make_app(adapter, 0.3, cond=COND2, uncond=UNCOND2)
-    one = CrossAttentionPatch(MID.key).stacked(first)
+    one = new_patch(MID.key).stacked(first)
     both = one.stacked(second)
     q, k, v, extra = block_inputs(MID, [1, 0])
     expected_one = ref_attention(q, k, v, MID.heads) + ref_ip(adapter, MID, q, [1, 0], 2, 0.6)
@@ -277,11 +294,11 @@ def test_two_applications_add_up(adapter) -> None:
     assert len(one.applications) == 1 and len(both.applications) == 2
 
 
-def test_precise_swap_feeds_only_the_negative(adapter) -> None:
+def test_precise_swap_feeds_only_the_negative(new_patch, adapter) -> None:
     w = 0.8
     app = make_app(adapter, weights={s.key: LayerWeight(w, swap=True) for s in SITES})
     q, k, v, extra = block_inputs(IN, [1, 0])
-    out = CrossAttentionPatch(IN.key).stacked(app)(q, k, v, extra)
+    out = new_patch(IN.key).stacked(app)(q, k, v, extra)
     base = ref_attention(q, k, v, IN.heads)
     # Negative rows attend to the reference (cond) tokens; positive rows get zero K/V, so nothing.
     ip_neg = ref_ip(adapter, IN, q[:2], [0], 2, w)
@@ -289,22 +306,22 @@ def test_precise_swap_feeds_only_the_negative(adapter) -> None:
     close(out[2:], base[2:])
 
 
-def test_alternate_tokens_at_marked_layers(adapter) -> None:
+def test_alternate_tokens_at_marked_layers(new_patch, adapter) -> None:
     alt = _randn(1, TOKENS, CONTEXT, seed=13)
     weights = {s.key: LayerWeight(0.5, alt=s is MID) for s in SITES}
     app = make_app(adapter, weights=weights, alt_cond=alt)
     for site, cond in ((MID, alt), (IN, COND)):
         q, k, v, extra = block_inputs(site, [1, 0])
-        out = CrossAttentionPatch(site.key).stacked(app)(q, k, v, extra)
+        out = new_patch(site.key).stacked(app)(q, k, v, extra)
         close(out, ref_attention(q, k, v, site.heads) + ref_ip(adapter, site, q, [1, 0], 2, 0.5, cond=cond))
 
 
-def test_alternate_image_count_may_differ_from_the_references(adapter) -> None:
+def test_alternate_image_count_may_differ_from_the_references(new_patch, adapter) -> None:
     """Style & Composition with two style images and one composition image must still sample."""
     weights = {s.key: LayerWeight(0.5, alt=s is MID) for s in SITES}
     app = make_app(adapter, weights=weights, cond=COND2, uncond=UNCOND2, alt_cond=COND)
     q, k, v, extra = block_inputs(MID, [1, 0])
-    out = CrossAttentionPatch(MID.key).stacked(app)(q, k, v, extra)
+    out = new_patch(MID.key).stacked(app)(q, k, v, extra)
     assert torch.isfinite(out).all()
     # Positive rows see the composition image only.
     pos = slice(2, 4)  # chunk order [1, 0]: the positive latents are the last two rows
@@ -313,10 +330,10 @@ def test_alternate_image_count_may_differ_from_the_references(adapter) -> None:
 
 
 @pytest.mark.parametrize("per_chunk", [2, 3])
-def test_unfold_gives_image_i_to_latent_i(adapter, per_chunk: int) -> None:
+def test_unfold_gives_image_i_to_latent_i(new_patch, adapter, per_chunk: int) -> None:
     app = make_app(adapter, 1.0, cond=COND2, uncond=UNCOND.expand(2, -1, -1), unfold=True)
     q, k, v, extra = block_inputs(OUT, [0], per_chunk=per_chunk)
-    out = CrossAttentionPatch(OUT.key).stacked(app)(q, k, v, extra)
+    out = new_patch(OUT.key).stacked(app)(q, k, v, extra)
     base = ref_attention(q, k, v, OUT.heads)
     for row in range(per_chunk):
         image = COND2[min(row, 1) : min(row, 1) + 1]  # more latents than images: the last one repeats
@@ -324,9 +341,9 @@ def test_unfold_gives_image_i_to_latent_i(adapter, per_chunk: int) -> None:
         close(out[row : row + 1], base[row : row + 1] + ip)
 
 
-def test_half_precision_block(adapter) -> None:
+def test_half_precision_block(new_patch, adapter) -> None:
     q, k, v, extra = block_inputs(MID, [1, 0])
-    patch = CrossAttentionPatch(MID.key).stacked(make_app(adapter, 0.7))
+    patch = new_patch(MID.key).stacked(make_app(adapter, 0.7))
     out = patch(q.half(), k.half(), v.half(), extra)
     assert out.dtype == torch.float16
     torch.testing.assert_close(out.float(), patch(q, k, v, extra), rtol=2e-2, atol=2e-2)
@@ -335,9 +352,9 @@ def test_half_precision_block(adapter) -> None:
 # --- copying ------------------------------------------------------------------------------------
 
 
-def test_deepcopy_shares_the_patch_and_its_tensors(adapter) -> None:
+def test_deepcopy_shares_the_patch_and_its_tensors(new_patch, adapter) -> None:
     app = make_app(adapter, 0.7)
-    patch = CrossAttentionPatch(IN.key).stacked(app)
+    patch = new_patch(IN.key).stacked(app)
     assert copy.deepcopy(patch) is patch
     options = {"transformer_options": {"patches_replace": {"attn2": {IN.key: patch}}}}
     copied = copy.deepcopy(options)

@@ -4,9 +4,11 @@ model when ComfyUI moves it."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from ipadapter_core.attention import CrossAttentionPatch, sdpa_attention
+from ipadapter_core.few_token_attention import add_attention_, split_heads
 from tests.core.test_attention import (
     COND,
     FILE_NUMBER,
@@ -19,8 +21,9 @@ from tests.core.test_attention import (
 )
 
 
-def _naive_patch(model, w: float):
-    """What the incumbent does: project the image tokens through to_k_ip/to_v_ip at every call."""
+def _naive_patch(model, w: float, few_tokens: bool = False):
+    """What the incumbent does: project the image tokens through to_k_ip/to_v_ip at every call (and,
+    for the few-token path, split them into heads at every call too)."""
 
     def patch(q, k, v, extra):
         out = sdpa_attention(q, k, v, extra["n_heads"])
@@ -31,15 +34,20 @@ def _naive_patch(model, w: float):
             tokens = UNCOND if chunk == 1 else COND
             rows_k += [tokens @ wk.T] * per_chunk
             rows_v += [tokens @ wv.T] * per_chunk
-        ip = sdpa_attention(q, torch.cat(rows_k), torch.cat(rows_v), extra["n_heads"])
+        ip_k, ip_v = torch.cat(rows_k), torch.cat(rows_v)
+        if few_tokens:
+            return add_attention_(out, q, *split_heads(ip_k, ip_v, extra["n_heads"]), w)
+        ip = sdpa_attention(q, ip_k, ip_v, extra["n_heads"])
         return (out + ip * w).to(q.dtype)
 
     return patch
 
 
-def test_cached_kv_is_bit_identical_to_per_call_recomputation(adapter):  # noqa: F811
-    ours = CrossAttentionPatch(OUT.key).stacked(make_app(adapter, 0.8))
-    naive = _naive_patch(adapter, 0.8)
+@pytest.mark.parametrize("few_tokens", [False, True], ids=["library", "few-token"])
+def test_cached_kv_is_bit_identical_to_per_call_recomputation(adapter, few_tokens):  # noqa: F811
+    policy = (lambda q, extra, heads, tokens: True) if few_tokens else None
+    ours = CrossAttentionPatch(OUT.key, few_tokens=policy).stacked(make_app(adapter, 0.8))
+    naive = _naive_patch(adapter, 0.8, few_tokens)
     for cou in ([1, 0], [0], [0, 1]):
         q, k, v, extra = block_inputs(OUT, cou, seed=3)
         first = ours(q, k, v, extra)
@@ -83,3 +91,24 @@ def _rows(per_chunk: int):
     from ipadapter_core.attention import RowLayout
 
     return RowLayout(per_chunk)
+
+
+def test_the_projection_model_is_dropped_after_use(adapter, monkeypatch):  # noqa: F811
+    """issue 6 §2: the projection runs once per application; its fp32 module must not outlive the call."""
+    import dataclasses
+    import gc
+    import weakref
+
+    built: list[weakref.ref] = []
+    real_build = adapter.kind.build
+
+    def tracked_build():
+        module = real_build()
+        built.append(weakref.ref(module))
+        return module
+
+    monkeypatch.setattr(adapter, "kind", dataclasses.replace(adapter.kind, build=tracked_build))
+    tokens = adapter.project(torch.randn(1, 1024))
+    assert tokens.shape[1:] == (4, 768)
+    gc.collect()
+    assert len(built) == 1 and built[0]() is None, "the projection model is still referenced after project()"

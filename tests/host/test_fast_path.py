@@ -107,7 +107,11 @@ class NaivePatch:
             rows_k.append((tokens @ self.wk.float().T).expand(per_chunk, -1, -1))
             rows_v.append((tokens @ self.wv.float().T).expand(per_chunk, -1, -1))
         ip_k, ip_v = torch.cat(rows_k).to(q.dtype), torch.cat(rows_v).to(q.dtype)
-        ip = host.image_attention(q, ip_k, ip_v, extra["n_heads"], extra)
+        heads = extra["n_heads"]
+        if host.few_token_path(q, extra, heads, ip_k.shape[1]):  # the same kernel choice as the pack's
+            few = harness.pack_module("ipadapter_core.few_token_attention")
+            return few.add_attention_(out, q, *few.split_heads(ip_k, ip_v, heads), self.weight)
+        ip = host.image_attention(q, ip_k, ip_v, heads, extra)
         return (out + ip * self.weight).to(q.dtype)
 
     def __deepcopy__(self, memo):
@@ -378,3 +382,48 @@ def test_fp16_unet_samples_with_the_patch(setup, manual_cast):
     assert not torch.equal(base, latent), "the adapter had no effect on the fp16 model"
     again = adapters.apply(patched, setup["ipadapters"][1], setup["image"], setup["clip_vision"], weight=0.5)
     assert torch.isfinite(harness.sample(again, steps=2)).all()
+
+
+# --- which kernel adds the image tokens ------------------------------------------------------------------
+
+
+@contextmanager
+def few_token_calls(monkeypatch) -> Iterator[list]:
+    few = harness.pack_module("ipadapter_core.few_token_attention")
+    calls: list = []
+    real = few.add_attention_
+
+    def counted(out, q, kh, vh, *args, **kwargs):
+        calls.append(tuple(kh.shape[1:3]))  # (heads, tokens)
+        return real(out, q, kh, vh, *args, **kwargs)
+
+    with monkeypatch.context() as m:
+        m.setattr(few, "add_attention_", counted)
+        yield calls
+
+
+def test_cpu_fp32_sampling_adds_few_image_tokens_without_an_attention_call(setup, monkeypatch):
+    patched = _stack(setup, 1)
+    with few_token_calls(monkeypatch) as calls, unet_calls(patched) as unet:
+        harness.sample(patched, steps=2)
+    sites = len(attn2_sites(setup["model"]))
+    assert len(calls) == len(unet) * sites, "every patched site should take the few-token path on fp32 CPU"
+    assert {tokens for _, tokens in calls} == {4}
+
+
+def test_an_attention_override_node_still_sees_every_image_attention_call(setup, monkeypatch):
+    """Nodes that set ``optimized_attention_override`` (attention-backend switches, SageAttention packs...)
+    must keep receiving our image-token calls: with one active, the pack uses the host's function."""
+    patched = _stack(setup, 1).clone()
+    seen: list[int] = []
+
+    def override(func, *args, **kwargs):
+        seen.append(int(args[1].shape[1]))  # key length: 77 text tokens, or the adapter's 4 image tokens
+        return func(*args, **kwargs)
+
+    patched.model_options["transformer_options"]["optimized_attention_override"] = override
+    with few_token_calls(monkeypatch) as calls, unet_calls(patched) as unet:
+        harness.sample(patched, steps=2)
+    sites = len(attn2_sites(setup["model"]))
+    assert calls == [], "the few-token path bypassed an attention override"
+    assert seen.count(4) == len(unet) * sites

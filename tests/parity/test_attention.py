@@ -19,6 +19,7 @@ from diffusers.models.attention_processor import Attention
 
 from ipadapter_core.adapter import IPAdapterModel, build_application
 from ipadapter_core.attention import CrossAttentionPatch, sdpa_attention
+from ipadapter_core.few_token_attention import worthwhile
 from ipadapter_core.loading import split_adapter_sections
 from ipadapter_core.sites import Site
 from ipadapter_core.weighting import LayerWeight
@@ -83,7 +84,7 @@ def diffusers_rows(cond: torch.Tensor, uncond: torch.Tensor, cou: list[int], unf
     return torch.cat(rows)
 
 
-def run_both(name, family, w, cou, images=1, unfold=False, seed=0):
+def run_both(name, family, w, cou, images=1, unfold=False, seed=0, kernel="library"):
     adapter, sites, site, attn = layer_setup(name, family)
     cond, uncond = tokens_for(adapter, name, images, seed=100 + seed)
     gen = torch.Generator().manual_seed(seed)
@@ -98,7 +99,7 @@ def run_both(name, family, w, cou, images=1, unfold=False, seed=0):
         app = build_application(
             adapter, sites, cond, uncond, {site.key: LayerWeight(w)}, embeds_scaling="V only", unfold=unfold
         )
-        patch = CrossAttentionPatch(site.key, (app,), sdpa_attention)
+        patch = CrossAttentionPatch(site.key, (app,), sdpa_attention, few_tokens=KERNELS[kernel])
         extra = {"n_heads": site.heads, "cond_or_uncond": list(cou), "sigmas": torch.tensor([1.0] * batch)}
         out = patch(attn.to_q(hidden), attn.to_k(text), attn.to_v(text), extra)
         got = attn.to_out[1](attn.to_out[0](out))
@@ -108,6 +109,9 @@ def run_both(name, family, w, cou, images=1, unfold=False, seed=0):
     return got, want, text_only
 
 
+# The image tokens through the attention function, or (where its policy takes them: fp32 CPU, <= 16 tokens)
+# through few_token_attention's products.
+KERNELS = {"library": None, "few-token": lambda q, extra, heads, tokens: worthwhile(q, heads, tokens)}
 CASES = [
     ("ip-adapter_sd15.safetensors", "sd15"),
     ("ip-adapter-plus_sd15.safetensors", "sd15"),
@@ -117,11 +121,12 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("kernel", list(KERNELS))
 @pytest.mark.parametrize("cou", [[0, 1], [1, 0]], ids=["cond-uncond", "uncond-cond"])
 @pytest.mark.parametrize("w", [0.0, 0.7, 1.3])
 @pytest.mark.parametrize("name, family", CASES, ids=[c[0].split(".")[0] for c in CASES])
-def test_layer_output_matches_diffusers(name, family, w, cou):
-    got, want, text_only = run_both(name, family, w, cou)
+def test_layer_output_matches_diffusers(name, family, w, cou, kernel):
+    got, want, text_only = run_both(name, family, w, cou, kernel=kernel)
     assert_close(got, want)
     if w:  # the image branch must carry weight, or a patch that drops it would pass
         assert (want - text_only).abs().max() > 1e-2

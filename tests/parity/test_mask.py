@@ -21,7 +21,15 @@ from ipadapter_core.adapter import build_application
 from ipadapter_core.attention import CrossAttentionPatch, sdpa_attention
 from ipadapter_core.weighting import LayerWeight
 from tests.parity import assert_close
-from tests.parity.test_attention import HIDDEN_STD, PER_CHUNK, TEXT_TOKENS, diffusers_rows, layer_setup, tokens_for
+from tests.parity.test_attention import (
+    HIDDEN_STD,
+    KERNELS,
+    PER_CHUNK,
+    TEXT_TOKENS,
+    diffusers_rows,
+    layer_setup,
+    tokens_for,
+)
 
 NAME, FAMILY = "ip-adapter_sd15.safetensors", "sd15"
 GRID = (6, 8)  # the layer's token grid (h, w): 48 query tokens, not square
@@ -35,7 +43,7 @@ def block_mask(factor: int, seed: int = 0) -> torch.Tensor:
     return cells.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)
 
 
-def run_masked(mask: torch.Tensor):
+def run_masked(mask: torch.Tensor, kernel: str = "library"):
     adapter, sites, site, attn = layer_setup(NAME, FAMILY)
     cond, uncond = tokens_for(adapter, NAME, 1, seed=7)
     gen = torch.Generator().manual_seed(2)
@@ -54,8 +62,8 @@ def run_masked(mask: torch.Tensor):
             "n_heads": site.heads, "cond_or_uncond": COU, "sigmas": torch.tensor([1.0]),
             "activations_shape": [batch, site.inner_dim, *GRID],  # what ComfyUI's SpatialTransformer records
         }
-        out = CrossAttentionPatch(site.key, (app,), sdpa_attention)(attn.to_q(hidden), attn.to_k(text),
-                                                                      attn.to_v(text), extra)
+        patch = CrossAttentionPatch(site.key, (app,), sdpa_attention, few_tokens=KERNELS[kernel])
+        out = patch(attn.to_q(hidden), attn.to_k(text), attn.to_v(text), extra)
         got = attn.to_out[1](attn.to_out[0](out))
 
         attn.processor.scale = [W]
@@ -63,10 +71,11 @@ def run_masked(mask: torch.Tensor):
     return got, want, unmasked
 
 
+@pytest.mark.parametrize("kernel", list(KERNELS))
 @pytest.mark.parametrize("factor", [1, 3, 4, 8])
-def test_binary_mask_matches_diffusers(factor):
+def test_binary_mask_matches_diffusers(factor, kernel):
     mask = block_mask(factor)
-    got, want, unmasked = run_masked(mask)
+    got, want, unmasked = run_masked(mask, kernel)
     assert_close(got, want)
     # The mask must act: masked-out tokens differ from the unmasked layer, masked-in ones do not.
     gate = block_mask(1)[0].reshape(-1).bool()
