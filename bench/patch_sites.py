@@ -144,34 +144,45 @@ ImageAdd = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dic
 
 
 class NaivePatch:
-    """attn2 replacement projecting K/V from the image tokens on every call (the incumbent's per-call work:
-    To_K/To_V on cond and uncond, ``.repeat`` per latent, ``cat`` in cond_or_uncond order), for any number
-    of stacked adapters; ``add_image(out, q, ip_k, ip_v, extra, weight)`` adds the image part."""
+    """attn2 replacement doing the incumbent's per-call work (its ``Attn2Replace`` + ``ipadapter_attention``):
+    the sigma read back to the host, To_K/To_V (``nn.Linear`` modules) on cond and uncond, ``.repeat`` per
+    latent, ``cat`` in cond_or_uncond order, for any number of stacked adapters;
+    ``add_image(out, q, ip_k, ip_v, extra, weight)`` adds the image part."""
 
     def __init__(self, kv: list[tuple[torch.Tensor, torch.Tensor, Tokens]], weight: float,
                  text_attention: Callable, add_image: ImageAdd) -> None:
-        self.kv, self.weight = kv, weight
+        self.kv = [(_linear(wk), _linear(wv), tokens) for wk, wv, tokens in kv]
+        self.weight = weight
         self.text_attention, self.add_image = text_attention, add_image
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra: dict) -> torch.Tensor:
         out = self.text_attention(q, k, v, extra["n_heads"], extra)
+        sigma = extra["sigmas"].detach().cpu()[0].item() if "sigmas" in extra else 999999999.9
         cou = extra["cond_or_uncond"]
         per_chunk = q.shape[0] // len(cou)
-        for wk, wv, tokens in self.kv:
-            cond, uncond = tokens.cond.to(q.dtype), tokens.uncond.to(q.dtype)
-            k_cond = torch.nn.functional.linear(cond, wk.to(q.dtype)).repeat(per_chunk, 1, 1)
-            v_cond = torch.nn.functional.linear(cond, wv.to(q.dtype)).repeat(per_chunk, 1, 1)
-            k_uncond = torch.nn.functional.linear(uncond, wk.to(q.dtype)).repeat(per_chunk, 1, 1)
-            v_uncond = torch.nn.functional.linear(uncond, wv.to(q.dtype)).repeat(per_chunk, 1, 1)
+        for to_k, to_v, tokens in self.kv:
+            if not 0.0 <= sigma <= 999999999.9:  # the incumbent's window check (always true here)
+                continue
+            cond, uncond = tokens.cond, tokens.uncond
+            k_cond = to_k(cond).repeat(per_chunk, 1, 1)
+            k_uncond = to_k(uncond).repeat(per_chunk, 1, 1)
+            v_cond = to_v(cond).repeat(per_chunk, 1, 1)
+            v_uncond = to_v(uncond).repeat(per_chunk, 1, 1)
             ip_k = torch.cat([(k_cond, k_uncond)[c] for c in cou])
             ip_v = torch.cat([(v_cond, v_uncond)[c] for c in cou])
             out = self.add_image(out, q, ip_k, ip_v, extra, self.weight)
         return out.to(q.dtype)
 
 
+def _linear(weight: torch.Tensor) -> torch.nn.Linear:
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+    layer.weight = torch.nn.Parameter(weight, requires_grad=False)
+    return layer
+
+
 def incumbent_add(host) -> ImageAdd:
-    """``out + optimized_attention(q, K', V') * w``: the host's configured attention, a fresh sum."""
-    return lambda out, q, k, v, extra, w: out + host.comfy_attention(q, k, v, extra["n_heads"], extra) * w
+    """``out + (optimized_attention(q, K', V') * w).to(dtype)``: the host's configured attention, a fresh sum."""
+    return lambda out, q, k, v, extra, w: out + (host.comfy_attention(q, k, v, extra["n_heads"], extra) * w).to(q.dtype)
 
 
 def pack_add(pack) -> ImageAdd:

@@ -7,7 +7,9 @@ values. They are constants of an application, so they are projected once (``Site
 re-assembled for a new batch layout; the per-step work is the attention itself.
 
 The host's attention function is injected (``AttentionFn``) so this module stays free of ComfyUI;
-``sdpa_attention`` is the plain-PyTorch default used in tests.
+``sdpa_attention`` is the plain-PyTorch default used in tests. So is the policy (``FewTokenPolicy``)
+that sends a handful of image tokens to ``few_token_attention`` instead, which adds them straight into
+the block's output; several such adapters on one site then share one pass over q and the output.
 """
 
 from __future__ import annotations
@@ -248,12 +250,6 @@ class Application:
             factor = f if factor is None else factor * f
         return kh, vh, 1.0 if isinstance(scale, torch.Tensor) else float(scale), factor
 
-    def add_few_tokens_(self, kv: SiteKV, out: torch.Tensor, q: torch.Tensor, extra: dict,
-                        gate: torch.Tensor | None = None) -> None:
-        """``contribution`` added into ``out`` (contiguous, ours) in place by few_token_attention."""
-        kh, vh, alpha, factor = self.few_token_terms(kv, q, extra, gate)
-        few_token_attention.add_attention_(out, q, kh, vh, alpha, factor)
-
     def keep_device(self, device: torch.device) -> None:
         """Drop cached copies on other devices (the model was moved or offloaded)."""
         for kv in self.sites.values():
@@ -300,24 +296,23 @@ class CrossAttentionPatch:
         return self._with(self.applications + (application,), self.inner)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra: dict) -> torch.Tensor:
-        if self.inner is not None:
-            out = self.inner(q, k, v, extra)
-            owned = False  # another pack's result: it may still hold it, so never write into it
-        else:
-            out = self.attention(q, k, v, extra["n_heads"], extra)
-            owned = True
         heads = extra["n_heads"]
-        few: list[tuple[int, Application, SiteKV, torch.Tensor | None]] = []
+        few, library = [], []
         for index, app in enumerate(self.applications):
             kv = app.sites.get(self.site_key)
             if kv is None:
                 continue
             active, gate = app.window(q, extra)
-            if not active:
-                continue
-            if self.few_tokens is not None and self.few_tokens(q, extra, heads, kv.tokens):
-                few.append((index, app, kv, gate))
-                continue
+            if active:
+                use_few = self.few_tokens is not None and self.few_tokens(q, extra, heads, kv.tokens)
+                (few if use_few else library).append((index, app, kv, gate))
+        if self.inner is not None:
+            out = self.inner(q, k, v, extra)
+            owned = False  # another pack's result: it may still hold it, so never write into it
+        else:
+            out = self.attention(q, k, v, heads, extra)
+            owned = True
+        for _, app, kv, gate in library:
             extra_out = app.contribution(kv, q, extra, self.image_attention, gate)
             if owned and out.dtype == extra_out.dtype:
                 out.add_(extra_out)  # in place: one full-size pass less per adapter and step
@@ -326,16 +321,19 @@ class CrossAttentionPatch:
         if few:
             if not owned or out.dtype != q.dtype or not out.is_contiguous():
                 out = out.to(q.dtype, memory_format=torch.contiguous_format, copy=True)
-            if len(few) == 1:
-                _, app, kv, gate = few[0]
-                app.add_few_tokens_(kv, out, q, extra, gate)
-            else:
-                self._add_stacked_few_tokens_(few, out, q, extra)
+            few_token_attention.add_values_(out, *self._few_token_probabilities(few, q, extra))
         return out.to(q.dtype)
 
-    def _add_stacked_few_tokens_(self, few: list, out: torch.Tensor, q: torch.Tensor, extra: dict) -> None:
-        """Stacked few-token adapters in one pass over q and out (their K/V concatenated once per layout)."""
+    def _few_token_probabilities(self, few: list, q: torch.Tensor, extra: dict) -> tuple:
+        """(probabilities per batch row, V split into heads, alpha) of the few-token adapters, all in one.
+
+        Several of them share one pass: their K/V are concatenated once per batch layout, each keeps its
+        own softmax, and its weight goes into its probabilities.
+        """
         terms = [app.few_token_terms(kv, q, extra, gate) for _, app, kv, gate in few]
+        if len(terms) == 1:
+            kh, vh, alpha, factor = terms[0]
+            return few_token_attention.probabilities(q, kh, [(kh.shape[2], factor)]), vh, alpha
         cou = tuple(extra.get("cond_or_uncond") or (0,))
         key = (tuple(index for index, *_ in few), cou, RowLayout.of(extra, q.shape[0] // len(cou)), q.device,
                q.dtype, extra["n_heads"])
@@ -345,10 +343,8 @@ class CrossAttentionPatch:
             if len(self._stacks) > 8:
                 self._stacks.clear()
             self._stacks[key] = hit
-        segments = []
-        for kh, _, alpha, factor in terms:
-            segments.append((kh.shape[2], factor * alpha if factor is not None else alpha))
-        few_token_attention.add_stacked_attention_(out, q, hit[0], hit[1], segments)
+        segments = [(kh.shape[2], factor * alpha if factor is not None else alpha) for kh, _, alpha, factor in terms]
+        return few_token_attention.probabilities(q, hit[0], segments), hit[1], 1.0
 
     def __deepcopy__(self, memo: dict) -> CrossAttentionPatch:
         return self

@@ -45,19 +45,20 @@ def add_attention_(out: torch.Tensor, q: torch.Tensor, kh: torch.Tensor, vh: tor
     ``out`` must be contiguous ``[B, N, inner]``. ``row_factor`` multiplies per query row and
     broadcasts as ``[B or 1, 1, N or 1]`` (masks, per-image weights, an on-device sigma gate).
     """
-    return add_stacked_attention_(out, q, kh, vh, [(kh.shape[2], row_factor)], alpha)
+    return add_values_(out, probabilities(q, kh, [(kh.shape[2], row_factor)]), vh, alpha)
 
 
-def add_stacked_attention_(out: torch.Tensor, q: torch.Tensor, kh: torch.Tensor, vh: torch.Tensor,
-                           segments: list[tuple[int, Factor]], alpha: float = 1.0) -> torch.Tensor:
-    """Several adapters at once: their K/V side by side along the tokens (``torch.cat(..., dim=2)``).
+def probabilities(q: torch.Tensor, kh: torch.Tensor, segments: list[tuple[int, Factor]]) -> list[torch.Tensor]:
+    """The first product: per batch row, every head's attention probabilities ``[H, T, N]``.
 
-    Each ``(tokens, factor)`` segment is softmaxed on its own (the adapters' attentions are separate sums)
-    and scaled by its factor; one product then scores every adapter and one adds them all into ``out``.
+    Several adapters can go at once, their K side by side along the tokens (``torch.cat(..., dim=2)``):
+    each ``(tokens, factor)`` segment is softmaxed on its own (the adapters' attentions are separate
+    sums) and scaled by its factor.
     """
     b, n, inner = q.shape
     heads, d = kh.shape[1], inner // kh.shape[1]
     q = q.contiguous()
+    rows = []
     for i in range(b):
         scores = torch.bmm(kh[i], q[i].view(n, heads, d).permute(1, 2, 0))  # [H, T, N]
         if len(segments) == 1:
@@ -70,7 +71,16 @@ def add_stacked_attention_(out: torch.Tensor, q: torch.Tensor, kh: torch.Tensor,
                 part.copy_(torch.softmax(part, dim=1))
                 _scale_(part, factor, i)
                 start += tokens
-        out[i].view(n, heads, d).transpose(0, 1).baddbmm_(probs.transpose(1, 2), vh[i], alpha=alpha)
+        rows.append(probs)
+    return rows
+
+
+def add_values_(out: torch.Tensor, probs: list[torch.Tensor], vh: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """The second product: ``out += alpha * P V`` in place, ``out`` viewed per row as ``[H, N, d]``."""
+    b, n, inner = out.shape
+    heads = vh.shape[1]
+    for i in range(b):
+        out[i].view(n, heads, inner // heads).transpose(0, 1).baddbmm_(probs[i].transpose(1, 2), vh[i], alpha=alpha)
     return out
 
 

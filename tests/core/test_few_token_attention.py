@@ -95,13 +95,13 @@ def test_worthwhile_only_for_few_rows_in_fp32_on_the_cpu():
 
 def test_patch_takes_the_products_where_the_policy_says(adapter, monkeypatch):  # noqa: F811
     calls: list[tuple[int, int]] = []
-    real = fta.add_attention_
+    real = fta.probabilities
 
-    def counting(out, q, kh, vh, *args, **kwargs):
+    def counting(q, kh, segments):
         calls.append(tuple(kh.shape[1:3]))
-        return real(out, q, kh, vh, *args, **kwargs)
+        return real(q, kh, segments)
 
-    monkeypatch.setattr(fta, "add_attention_", counting)
+    monkeypatch.setattr(fta, "probabilities", counting)
     q, k, v, extra = block_inputs(MID, [1, 0])
     app = make_app(adapter, 0.7)
     policy_seen: list[tuple[int, int]] = []
@@ -147,8 +147,8 @@ def test_stacked_segments_equal_separate_adapters():
             fta.add_attention_(separate, q, *fta.split_heads(k, v, heads), row_factor=f)
     split = [fta.split_heads(k, v, heads) for k, v in adapters]
     kh, vh = torch.cat([s[0] for s in split], dim=2), torch.cat([s[1] for s in split], dim=2)
-    stacked = fta.add_stacked_attention_(base.clone(), q, kh, vh, [(k.shape[1], f) for (k, _), f in
-                                                                   zip(adapters, factors, strict=True)])
+    segments = [(k.shape[1], f) for (k, _), f in zip(adapters, factors, strict=True)]
+    stacked = fta.add_values_(base.clone(), fta.probabilities(q, kh, segments), vh)
     torch.testing.assert_close(stacked, separate, rtol=1e-5, atol=1e-5)
 
 
@@ -164,13 +164,13 @@ def test_stacked_patch_makes_one_pass_and_matches_the_library_path(adapter, monk
     for app in apps:
         few_patch, library_patch = few_patch.stacked(app), library_patch.stacked(app)
     passes: list[int] = []
-    real = fta.add_stacked_attention_
+    real = fta.probabilities
 
-    def counted(out, q, kh, vh, segments, *args, **kwargs):
+    def counted(q, kh, segments):
         passes.append(len(segments))
-        return real(out, q, kh, vh, segments, *args, **kwargs)
+        return real(q, kh, segments)
 
-    monkeypatch.setattr(fta, "add_stacked_attention_", counted)
+    monkeypatch.setattr(fta, "probabilities", counted)
     first = few_patch(q, k, v, dict(extra))
     assert passes == [3], "three stacked few-token adapters should share one pass"
     torch.testing.assert_close(first, library_patch(q, k, v, dict(extra)), rtol=1e-5, atol=1e-5)

@@ -178,10 +178,14 @@ def test_half_precision_inputs_are_accepted() -> None:
     torch.testing.assert_close(out, model.project(x.half().float()))
 
 
-def test_projection_is_built_once() -> None:
+def test_projection_is_built_per_use_and_shares_an_fp32_file_s_tensors() -> None:
+    """Not kept between applications (issue 6 §2); for an fp32 file building it copies nothing."""
     model = _model("ip-adapter_sd15.safetensors")
-    assert model.projection() is model.projection()
-    assert not any(p.requires_grad for p in model.projection().parameters())
+    first, second = model.projection(), model.projection()
+    assert first is not second
+    assert not any(p.requires_grad for p in first.parameters())
+    stored = {t.data_ptr() for t in model.weights.image_proj.values()}  # _model writes fp32 files
+    assert {p.data_ptr() for p in first.parameters()} <= stored
 
 
 def test_incomplete_projection_weights_are_a_clear_error() -> None:

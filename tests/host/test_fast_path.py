@@ -391,14 +391,14 @@ def test_fp16_unet_samples_with_the_patch(setup, manual_cast):
 def few_token_calls(monkeypatch) -> Iterator[list]:
     few = harness.pack_module("ipadapter_core.few_token_attention")
     calls: list = []
-    real = few.add_attention_
+    real = few.probabilities
 
-    def counted(out, q, kh, vh, *args, **kwargs):
+    def counted(q, kh, segments):
         calls.append(tuple(kh.shape[1:3]))  # (heads, tokens)
-        return real(out, q, kh, vh, *args, **kwargs)
+        return real(q, kh, segments)
 
     with monkeypatch.context() as m:
-        m.setattr(few, "add_attention_", counted)
+        m.setattr(few, "probabilities", counted)
         yield calls
 
 
