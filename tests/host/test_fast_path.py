@@ -7,7 +7,9 @@
   does;
 * the per-step path makes no host sync: no ``.item()``/``float()``/``.cpu()`` while our patch runs when the
   window is the whole schedule, and exactly one float read per UNet call (CPU only) for a partial window;
-* an fp16 UNet (``--fp16-unet``: fp16 storage, and fp16 compute) samples with the patch without dtype errors.
+* an fp16 UNet (``--fp16-unet``: fp16 storage, and fp16 compute) samples with the patch without dtype errors;
+* on a CPU in fp32 every patched site adds its few image tokens through ``few_token_attention``, and with an
+  attention-override node active the host's attention sees every image-token call instead.
 
 The on-device gate and the meta-device run (which fails on any copy back to the host) are in
 tests/core/test_fast_path_core.py.
