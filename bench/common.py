@@ -37,26 +37,20 @@ def pin_allocator(native: bool) -> str:
     return "glibc, mmap threshold 32 MiB, no trim (freed memory stays in the heap; --native-malloc: defaults)"
 
 
-# What ComfyUI's model detection derives from a real SD1.5 checkpoint (SD15 adds heads 8 / head channels -1).
-SD15_UNET_CONFIG: dict[str, Any] = {
-    "use_checkpoint": False,
-    "image_size": 32,
-    "use_spatial_transformer": True,
-    "legacy": False,
-    "adm_in_channels": None,
-    "in_channels": 4,
-    "out_channels": 4,
-    "model_channels": 320,
-    "num_res_blocks": [2, 2, 2, 2],
-    "channel_mult": [1, 2, 4, 4],
-    "transformer_depth": [1, 1, 1, 1, 1, 1, 0, 0],
-    "transformer_depth_output": [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0],
-    "transformer_depth_middle": 1,
-    "use_linear_in_transformer": False,
-    "context_dim": 768,
-    "use_temporal_resblock": False,
-    "use_temporal_attention": False,
-}
+def _test_unets() -> ModuleType:
+    """tests/fixtures/comfy_models.py, loaded by path (plain data and torch at import; ComfyUI has a ``tests``
+    package of its own, so not as ``tests.fixtures``): the published UNet layouts live there once."""
+    spec = importlib.util.spec_from_file_location("ipadapter_suite_test_unets",
+                                                  REPO_ROOT / "tests" / "fixtures" / "comfy_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The published SD1.5 and SDXL block layouts at their real width (what ComfyUI's model detection derives).
+_UNETS = _test_unets().UNET_CONFIGS
+SD15_UNET_CONFIG: dict[str, Any] = {**_UNETS["sd15-topology"], "model_channels": 320}
+SDXL_UNET_CONFIG: dict[str, Any] = {**_UNETS["sdxl-topology"], "model_channels": 320}
 
 
 def boot_comfyui(root: Path) -> None:

@@ -33,6 +33,7 @@ import torch
 from common import (
     DEFAULT_COMFYUI,
     SD15_UNET_CONFIG,
+    SDXL_UNET_CONFIG,
     boot_comfyui,
     init_parameters,
     load_average,
@@ -42,18 +43,6 @@ from common import (
     time_text_attention,
 )
 
-SDXL_UNET_CONFIG: dict[str, Any] = {
-    **SD15_UNET_CONFIG,
-    "num_classes": "sequential",
-    "adm_in_channels": 2816,
-    "num_res_blocks": [2, 2, 2],
-    "channel_mult": [1, 2, 4],
-    "transformer_depth": [0, 0, 2, 2, 10, 10],
-    "transformer_depth_output": [0, 0, 0, 2, 2, 2, 10, 10, 10],
-    "transformer_depth_middle": 10,
-    "use_linear_in_transformer": True,
-    "context_dim": 2048,
-}
 FAMILIES: dict[str, dict[str, Any]] = {
     "sd15": {"label": "SD1.5", "config": SD15_UNET_CONFIG, "size": 512, "context": 768, "adm": None},
     "sdxl": {"label": "SDXL", "config": SDXL_UNET_CONFIG, "size": 1024, "context": 2048, "adm": 2816},
