@@ -131,6 +131,12 @@ class RowLayout:
         return full[list(self.sub_idxs)]
 
 
+def batch_layout(q: torch.Tensor, extra: dict) -> tuple[tuple, RowLayout]:
+    """The call's cond/uncond chunk order and how its latents map to image rows."""
+    cou = tuple(extra.get("cond_or_uncond") or (0,))
+    return cou, RowLayout.of(extra, q.shape[0] // len(cou))
+
+
 def fit_rows(t: torch.Tensor, n: int) -> torch.Tensor:
     """Repeat a 1-row tensor to n rows, or fit a per-image tensor to n (repeat the last / truncate)."""
     if t.shape[0] == n:
@@ -222,8 +228,7 @@ class Application:
     def contribution(self, kv: SiteKV, q: torch.Tensor, extra: dict, attention: AttentionFn,
                      gate: torch.Tensor | None = None) -> torch.Tensor:
         """``w * m * gate * Attn(q, K', V')`` as a fresh tensor (the caller checked ``window``)."""
-        cou = tuple(extra.get("cond_or_uncond") or (0,))
-        rows = RowLayout.of(extra, q.shape[0] // len(cou))
+        cou, rows = batch_layout(q, extra)
         k, v, scale = kv.assembled(cou, rows, q.device, q.dtype)
         out = attention(q, k, v, extra.get("n_heads", 1), extra)  # a fresh tensor: scaled in place
         if isinstance(scale, torch.Tensor) or scale != 1.0:
@@ -236,8 +241,7 @@ class Application:
 
     def few_token_terms(self, kv: SiteKV, q: torch.Tensor, extra: dict, gate: torch.Tensor | None = None):
         """(K/V split into heads, alpha, per-row factor) of this application, for few_token_attention."""
-        cou = tuple(extra.get("cond_or_uncond") or (0,))
-        rows = RowLayout.of(extra, q.shape[0] // len(cou))
+        cou, rows = batch_layout(q, extra)
         kh, vh, scale = kv.per_head(cou, rows, q.device, q.dtype, extra.get("n_heads", 1))
         factors = [gate] if gate is not None else []
         if isinstance(scale, torch.Tensor):
@@ -334,9 +338,7 @@ class CrossAttentionPatch:
         if len(terms) == 1:
             kh, vh, alpha, factor = terms[0]
             return few_token_attention.probabilities(q, kh, [(kh.shape[2], factor)]), vh, alpha
-        cou = tuple(extra.get("cond_or_uncond") or (0,))
-        key = (tuple(index for index, *_ in few), cou, RowLayout.of(extra, q.shape[0] // len(cou)), q.device,
-               q.dtype, extra["n_heads"])
+        key = (tuple(index for index, *_ in few), *batch_layout(q, extra), q.device, q.dtype, extra["n_heads"])
         hit = self._stacks.get(key)
         if hit is None:
             hit = (torch.cat([t[0] for t in terms], dim=2), torch.cat([t[1] for t in terms], dim=2))
