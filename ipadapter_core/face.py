@@ -14,6 +14,7 @@ import glob
 import logging
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,7 +165,11 @@ class FaceModel:
                 det.input_size = (size, size)
                 if "input_sizes" in saved:
                     det.input_sizes = [(size, size)]
-                faces = self.app.get(bgr)
+                with warnings.catch_warnings():
+                    # insightface 2.1 calls scikit-image's deprecated SimilarityTransform.estimate for every
+                    # face: a FutureWarning per run in the user's console that nobody but insightface can fix.
+                    warnings.filterwarnings("ignore", category=FutureWarning, module=r"insightface\.")
+                    faces = self.app.get(bgr)
                 if faces:
                     return faces, size
         finally:

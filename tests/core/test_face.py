@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,15 @@ def test_detects_the_face_with_insightface_letterbox_geometry(model):
     assert found.detection_size == 640
     assert batch.crops().shape == (1, 224, 224, 3)
     assert 0.0 <= batch.crops().min() and batch.crops().max() <= 1.0
+
+
+def test_insightface_deprecation_noise_does_not_reach_the_console(model):
+    """insightface 2.1 + scikit-image warn on every face; the pack's own warnings stay the only ones shown."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        batch = model.analyze_batch(_images((320, 320)), crop_size=224)
+    assert batch.embeddings("normed").shape == (1, 512)
+    assert [str(w.message) for w in seen if "insightface" in w.filename] == []
 
 
 def test_embeddings_raw_and_normed(model):
