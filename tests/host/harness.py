@@ -150,8 +150,14 @@ def conditioning(context_dim: int, seed: int, sdxl: bool) -> list:
     return [[torch.randn(1, 77, context_dim, generator=gen), extras]]
 
 
-def sample(model, *, steps: int = 2, cfg: float = 4.0, seed: int = 7, size: int = 8, batch: int = 1) -> torch.Tensor:
-    """A few Euler steps on a ``size``x``size`` latent with cfg > 1, so cond and uncond chunks both run."""
+def sample(model, *, steps: int = 2, cfg: float = 4.0, seed: int = 7, size: int = 8, batch: int = 1,
+           positive_hooks=None, negative_hooks=None) -> torch.Tensor:
+    """A few Euler steps on a ``size``x``size`` latent with cfg > 1, so cond and uncond chunks both run.
+
+    ``positive_hooks``/``negative_hooks`` (``comfy.hooks.HookGroup``) go on that conditioning, as ComfyUI's
+    hook nodes put them there.
+    """
+    import comfy.hooks
     import comfy.sample
 
     context = _context_dim(model)
@@ -160,6 +166,8 @@ def sample(model, *, steps: int = 2, cfg: float = 4.0, seed: int = 7, size: int 
     noise = comfy.sample.prepare_noise(latent, seed)
     positive = conditioning(context, 1000 + seed, sdxl)
     negative = conditioning(context, 2000 + seed, sdxl)
+    positive = comfy.hooks.set_hooks_for_conditioning(positive, positive_hooks)
+    negative = comfy.hooks.set_hooks_for_conditioning(negative, negative_hooks)
     with torch.inference_mode():
         out = comfy.sample.sample(model, noise, steps, cfg, "euler", "normal", positive, negative, latent,
                                   disable_pbar=True, seed=seed)
