@@ -157,7 +157,8 @@ class ProjModelFaceIdPlus(nn.Module):
     weight moves the output along the CLIP branch only; at weight 0 only the ID tokens remain.
     """
 
-    def __init__(self, context_dim: int, id_dim: int, clip_dim: int, tokens: int, hidden_mult: int = 2) -> None:
+    def __init__(self, context_dim: int, id_dim: int, clip_dim: int, tokens: int, hidden_mult: int = 2,
+                 depth: int = 4, heads: int | None = None, ff_mult: int = 4) -> None:
         super().__init__()
         self.tokens = tokens
         self.context_dim = context_dim
@@ -166,8 +167,8 @@ class ProjModelFaceIdPlus(nn.Module):
         )
         self.norm = nn.LayerNorm(context_dim)
         self.perceiver_resampler = FacePerceiverResampler(
-            dim=context_dim, depth=4, dim_head=64, heads=context_dim // 64, embedding_dim=clip_dim,
-            output_dim=context_dim,
+            dim=context_dim, depth=depth, dim_head=64, heads=heads or context_dim // 64, embedding_dim=clip_dim,
+            output_dim=context_dim, ff_mult=ff_mult,
         )
 
     def forward(

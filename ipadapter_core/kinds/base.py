@@ -55,6 +55,14 @@ def context_dim_of(ip_adapter: dict[str, torch.Tensor]) -> int | None:
     return s[1] if s else None
 
 
+def perceiver_shape(image_proj: dict[str, torch.Tensor], prefix: str, dim: int) -> tuple[int, int, int]:
+    """(depth, heads, ff_mult) of a perceiver stack under ``prefix``, read from its tensors (64-wide heads)."""
+    depth = sum(1 for k in image_proj if k.startswith(f"{prefix}layers.") and k.endswith(".0.to_q.weight"))
+    to_q = shape(image_proj, f"{prefix}layers.0.0.to_q.weight")
+    ff_inner = shape(image_proj, f"{prefix}layers.0.1.1.weight")
+    return depth, (to_q[0] // 64 if to_q else 0), (ff_inner[0] // dim if ff_inner else 4)
+
+
 def family_of(context_dim: int) -> str:
     return {768: "sd15", 2048: "sdxl"}.get(context_dim, f"context-{context_dim}")
 

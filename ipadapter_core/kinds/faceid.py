@@ -8,7 +8,7 @@ decides v2 (the shortcut) from the user's choice or the file-name hint.
 from __future__ import annotations
 
 from ..projection import MLPProjModelFaceId, ProjModelFaceIdPlus
-from .base import ModelKind, context_dim_of, family_of, has_face_lora, shape
+from .base import ModelKind, context_dim_of, family_of, has_face_lora, perceiver_shape, shape
 
 
 def detect(image_proj: dict, ip_adapter: dict) -> ModelKind | None:
@@ -26,19 +26,24 @@ def detect(image_proj: dict, ip_adapter: dict) -> ModelKind | None:
     fam = "SD1.5" if family == "sd15" else "SDXL"
     if perceiver_in is not None:
         clip_dim = perceiver_in[1]
+        depth, heads, ff_mult = perceiver_shape(image_proj, "perceiver_resampler.", context)
+
+        def build() -> ProjModelFaceIdPlus:
+            return ProjModelFaceIdPlus(context, id_dim, clip_dim, tokens, hidden // id_dim, depth, heads, ff_mult)
+
         if kolors:
             return ModelKind(
                 kind="kolors_faceid_plus", label="Kolors FaceID-Plus", family="kolors",
                 context_dim=unet_context or 2048,
                 tokens=tokens, encoder_output="penultimate_hidden_states", encoder_width=clip_dim, face=True,
                 face_embedding="normed", shortcut=True, image_size=336,
-                build=lambda: ProjModelFaceIdPlus(context, id_dim, clip_dim, tokens, hidden // id_dim),
+                build=build,
             )
         return ModelKind(
             kind="faceid_plus", label=f"FaceID-Plus {fam} (v1 or v2)", family=family, context_dim=context,
             tokens=tokens, encoder_output="penultimate_hidden_states", encoder_width=clip_dim, face=True,
             face_embedding="normed", needs_lora=True, plus_v2_possible=True,
-            build=lambda: ProjModelFaceIdPlus(context, id_dim, clip_dim, tokens, hidden // id_dim),
+            build=build,
         )
     lora = has_face_lora(ip_adapter)
     return ModelKind(

@@ -7,7 +7,7 @@ apart by that input width, not by its file name.
 from __future__ import annotations
 
 from ..projection import Resampler
-from .base import ModelKind, context_dim_of, family_of, shape
+from .base import ModelKind, context_dim_of, family_of, perceiver_shape, shape
 
 FACE_EMBED_DIM = 512
 
@@ -17,10 +17,8 @@ def detect(image_proj: dict, ip_adapter: dict) -> ModelKind | None:
     proj_out, to_q = shape(image_proj, "proj_out.weight"), shape(image_proj, "layers.0.0.to_q.weight")
     if latents is None or proj_in is None or proj_out is None or to_q is None:
         return None
-    depth = len({k.split(".")[1] for k in image_proj if k.startswith("layers.") and k.endswith(".0.to_q.weight")})
-    ff_inner = shape(image_proj, "layers.0.1.1.weight")
     dim, queries, embedding_dim, output_dim = latents[2], latents[1], proj_in[1], proj_out[0]
-    heads, ff_mult = to_q[0] // 64, (ff_inner[0] // dim if ff_inner else 4)
+    depth, heads, ff_mult = perceiver_shape(image_proj, "", dim)
     context = context_dim_of(ip_adapter)
     if context != output_dim:
         return None

@@ -130,3 +130,22 @@ def test_projection_and_attention_from_different_families_are_refused(projection
     ip_adapter = adapter_state_dict(attention_from, device="meta", sites=[640, 1280])["ip_adapter"]
     with pytest.raises(IPAdapterError):
         detect_kind(image_proj, ip_adapter, name="stitched")
+
+
+@pytest.mark.parametrize("name", ["ip-adapter-faceid-plusv2_sd15.bin", "Kolors-IP-Adapter-FaceID-Plus.bin"])
+def test_faceid_plus_perceiver_depth_heads_and_ff_are_read_from_the_tensors(name: str) -> None:
+    """A FaceID-Plus perceiver of another depth/heads/ff_mult than the published 4/dim÷64/4 still builds exactly."""
+    from tests.fixtures.adapters import image_proj_faceid_plus, layout
+
+    lay = layout(name)
+    image_proj, ip_adapter = _sections(name)
+    _, context, clip_dim, tokens = lay.projection
+    image_proj = {key: torch.empty(shape, device="meta")
+                  for key, shape, _ in image_proj_faceid_plus(context, clip_dim, tokens, depth=2, heads=3, ff_mult=1)}
+    kind = detect_kind(image_proj, ip_adapter, name=name)
+    assert kind.kind == lay.kind
+    with torch.device("meta"):
+        module = kind.build()
+    assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == {k: tuple(v.shape)
+                                                                          for k, v in image_proj.items()}
+    assert len(module.perceiver_resampler.layers) == 2

@@ -373,3 +373,56 @@ def test_kolors_faceid_needs_encoder_hid_proj(env, unet):
     mapped = embeds.kolors_context(tokens, embeds.kolors_projection(fake), 0.5)
     with torch.no_grad():
         torch.testing.assert_close(mapped, 0.5 * linear(tokens), rtol=1e-4, atol=1e-5)
+
+
+def _kolors_faceid_file(model, directory: Path) -> Path:
+    """Kolors-IP-Adapter-FaceID-Plus.bin with the published keys and widths (4096-wide tokens, 2048-wide K/V,
+    section "adapter_modules"), its perceiver shrunk to one single-head layer that reads the tiny encoder's
+    64-wide hidden states: the published depth-4 perceiver alone is 3 GB of fp32."""
+    from tests.fixtures import adapters as fx
+
+    path = directory / "Kolors-IP-Adapter-FaceID-Plus.bin"
+    if not path.exists():
+        lay = fx.layout(path.name)
+        specs = fx.image_proj_faceid_plus(4096, 64, lay.tokens, depth=1, heads=1, ff_mult=1)
+        nested = {"image_proj": {s[0]: fx._tensor(s, "image_proj", 5, torch.float16, "cpu") for s in specs},
+                  lay.section: {s[0]: fx._tensor(s, "ip_adapter", 5, torch.float16, "cpu")
+                                for s in fx.ip_adapter_specs(lay, diffusers_widths(model))}}
+        fx.save_state_dict(nested, path, "bin")
+    return path
+
+
+def test_kolors_faceid_runs_end_to_end_through_the_unets_encoder_hid_proj(env, unet, host_dirs, monkeypatch):
+    from tests.host import variant_fixtures as vf
+
+    sdxl = unet("sdxl-reduced")
+    gen = torch.Generator().manual_seed(11)
+    hid_proj = torch.nn.Linear(4096, 2048)
+    with torch.no_grad():
+        hid_proj.weight.copy_(0.02 * torch.randn(2048, 4096, generator=gen))
+        hid_proj.bias.copy_(0.1 * torch.randn(2048, generator=gen))
+    # What a Kolors UNet loader that keeps ChatGLM's projection leaves on the UNet (undone after the test).
+    monkeypatch.setattr(sdxl.model.diffusion_model, "encoder_hid_proj", hid_proj, raising=False)
+    pipeline = vf.load_path(_kolors_faceid_file(sdxl, host_dirs["work"]))
+    assert pipeline.adapter.kind.kind == "kolors_faceid_plus"
+
+    def run(weight_kolors: float):
+        return _unwrap(harness.run_node("IPAdapterFaceIDKolors", model=sdxl, ipadapter=pipeline, image=_faces(0),
+                                        weight_kolors=weight_kolors, insightface=_insightface(),
+                                        clip_vision=env["clip_vision"], **FACEID))
+
+    base = harness.sample(sdxl)
+    patched, crops = run(1.0)
+    latent = harness.sample(patched)
+    assert vf.changed(latent, base), "Kolors FaceID had no effect"
+    assert torch.equal(latent, harness.sample(run(1.0)[0])), "the same graph gave a different latent"
+    assert crops.shape[0] == 1 and crops.shape[-1] == 3
+    # weight_kolors scales the mapped tokens: at 0 the image keys and values are zero, so nothing is added.
+    assert torch.equal(harness.sample(run(0.0)[0]), base)
+    assert not torch.equal(harness.sample(run(0.5)[0]), latent)
+    # The tokens go through the UNet's own projection: another encoder_hid_proj, another result.
+    with torch.no_grad():
+        hid_proj.weight.mul_(-1.0)
+    assert not torch.equal(harness.sample(run(1.0)[0]), latent)
+    # The input model was not changed by any of these runs.
+    assert torch.equal(harness.sample(sdxl), base)
