@@ -329,7 +329,7 @@ class CrossAttentionPatch:
         return out.to(q.dtype)
 
     def _few_token_probabilities(self, few: list, q: torch.Tensor, extra: dict) -> tuple:
-        """(probabilities per batch row, V split into heads, alpha) of the few-token adapters, all in one.
+        """(probabilities ``[B, H, T, N]``, V split into heads, alpha) of the few-token adapters, all in one.
 
         Several of them share one pass: their K/V are concatenated once per batch layout, each keeps its
         own softmax, and its weight goes into its probabilities.

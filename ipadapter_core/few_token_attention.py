@@ -48,47 +48,46 @@ def add_attention_(out: torch.Tensor, q: torch.Tensor, kh: torch.Tensor, vh: tor
     return add_values_(out, probabilities(q, kh, [(kh.shape[2], row_factor)]), vh, alpha)
 
 
-def probabilities(q: torch.Tensor, kh: torch.Tensor, segments: list[tuple[int, Factor]]) -> list[torch.Tensor]:
-    """The first product: per batch row, every head's attention probabilities ``[H, T, N]``.
+def probabilities(q: torch.Tensor, kh: torch.Tensor, segments: list[tuple[int, Factor]]) -> torch.Tensor:
+    """The first product: every batch row's and head's attention probabilities, ``[B, H, T, N]``.
 
     Several adapters can go at once, their K side by side along the tokens (``torch.cat(..., dim=2)``):
     each ``(tokens, factor)`` segment is softmaxed on its own (the adapters' attentions are separate
     sums) and scaled by its factor.
     """
     b, n, inner = q.shape
-    heads, d = kh.shape[1], inner // kh.shape[1]
-    q = q.contiguous()
-    rows = []
-    for i in range(b):
-        scores = torch.bmm(kh[i], q[i].view(n, heads, d).permute(1, 2, 0))  # [H, T, N]
-        if len(segments) == 1:
-            probs = torch.softmax(scores, dim=1)
-            _scale_(probs, segments[0][1], i)
-        else:
-            probs, start = scores, 0
-            for tokens, factor in segments:
-                part = probs[:, start:start + tokens]
-                part.copy_(torch.softmax(part, dim=1))
-                _scale_(part, factor, i)
-                start += tokens
-        rows.append(probs)
-    return rows
+    heads, tokens = kh.shape[1], kh.shape[2]
+    scores = q.new_empty(b, heads, tokens, n)
+    q_rows = q.contiguous().view(b, n, heads, inner // heads).permute(0, 2, 3, 1)  # [B, H, d, N], a view
+    for row_scores, k_row, q_row in zip(scores.unbind(0), kh.unbind(0), q_rows.unbind(0), strict=True):
+        torch.bmm(k_row, q_row, out=row_scores)
+    if len(segments) == 1:
+        probs = torch.softmax(scores, dim=2)
+        _scale_(probs, segments[0][1])
+        return probs
+    start = 0
+    for count, factor in segments:
+        part = scores[:, :, start:start + count]
+        part.copy_(torch.softmax(part, dim=2))
+        _scale_(part, factor)
+        start += count
+    return scores
 
 
-def add_values_(out: torch.Tensor, probs: list[torch.Tensor], vh: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+def add_values_(out: torch.Tensor, probs: torch.Tensor, vh: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """The second product: ``out += alpha * P V`` in place, ``out`` viewed per row as ``[H, N, d]``."""
     b, n, inner = out.shape
     heads = vh.shape[1]
-    for i in range(b):
-        out[i].view(n, heads, inner // heads).transpose(0, 1).baddbmm_(probs[i].transpose(1, 2), vh[i], alpha=alpha)
+    out_rows = out.view(b, n, heads, inner // heads).transpose(1, 2)  # [B, H, N, d], a view
+    for out_row, p_row, v_row in zip(out_rows.unbind(0), probs.transpose(2, 3).unbind(0), vh.unbind(0), strict=True):
+        out_row.baddbmm_(p_row, v_row, alpha=alpha)
     return out
 
 
-def _scale_(probs: torch.Tensor, factor: Factor, row: int) -> None:
-    if factor is None:
+def _scale_(probs: torch.Tensor, factor: Factor) -> None:
+    """``probs [B, H, T, N] *= factor``, a float or a ``[B or 1, 1, N or 1]`` / ``[1]`` tensor."""
+    if factor is None or (not isinstance(factor, torch.Tensor) and factor == 1.0):
         return
-    if isinstance(factor, torch.Tensor):
-        factor = factor[row if factor.shape[0] > 1 else 0]
-    elif factor == 1.0:
-        return
+    if isinstance(factor, torch.Tensor) and factor.dim() == 3:
+        factor = factor.unsqueeze(1)  # [B, 1, N] -> [B, 1, 1, N]: the same for every head and token
     probs.mul_(factor)
