@@ -146,7 +146,12 @@ def browser(demo_server):  # noqa: F811
     proc = session = None
     try:
         proc, session, page = loop.run_until_complete(_open(chromium, demo_server.url, profile))
-        yield lambda workflow: loop.run_until_complete(page.eval(LOAD_JS % json.dumps(workflow)))
+
+        def load(workflow: dict) -> dict:
+            return loop.run_until_complete(page.eval(LOAD_JS % json.dumps(workflow)))
+
+        load.eval = lambda expression: loop.run_until_complete(page.eval(expression))
+        yield load
     finally:
         _close(loop, proc, session)
         loop.close()
@@ -206,3 +211,36 @@ def test_an_unknown_node_type_is_reported(browser):
     workflow["nodes"][0]["type"] = "SomeUninstalledNode"
     result = browser(workflow)
     assert result["dialog"] or result["broken"], "a missing node type went unnoticed: the check is blind"
+
+
+NOTES_JS = """(async () => {
+  window.app.graph.clear();
+  const make = (type) => { const n = LiteGraph.createNode(type); window.app.graph.add(n); return n; };
+  const faceid = make("IPAdapterFaceID");
+  const before = faceid.serialize().widgets_values;
+  faceid.onExecuted({text: ["WARNING: first", "second"]});
+  faceid.onExecuted({text: ["WARNING: FaceID runs without its LoRA"]});
+  const notes = faceid.widgets.filter((w) => w.name === "ipadapter_notes");
+  const doctor = make("IPAdapterDoctor");
+  doctor.onExecuted({text: ["IPAdapter Suite report"]});
+  const other = make("KSampler");
+  other.onExecuted?.({text: ["not ours"]});
+  const prompt = await window.app.graphToPrompt();
+  return {
+    count: notes.length, value: notes[0]?.value ?? null, before, after: faceid.serialize().widgets_values,
+    prompt_inputs: Object.keys(prompt.output[faceid.id]?.inputs ?? {}),
+    doctor: doctor.widgets.find((w) => w.name === "ipadapter_notes")?.value ?? null,
+    other: (other.widgets ?? []).some((w) => w.name === "ipadapter_notes"),
+  };
+})()"""
+
+
+def test_node_notes_are_shown_and_never_saved(browser):
+    """FaceID warnings and the Doctor's report (``ui.text``) appear under the node; workflow and prompt unchanged."""
+    result = browser.eval(NOTES_JS)
+    assert result["count"] == 1, "each execution must update one notes box, not add another"
+    assert result["value"] == "WARNING: FaceID runs without its LoRA"
+    assert result["doctor"] == "IPAdapter Suite report"
+    assert not result["other"], "nodes of other packs must be left alone"
+    assert result["after"] == result["before"], "the notes box leaked into the saved widgets_values"
+    assert "ipadapter_notes" not in result["prompt_inputs"], "the notes box leaked into the prompt"
