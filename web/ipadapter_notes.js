@@ -14,8 +14,8 @@ export function isOurNode(nodeData) {
   return typeof nodeData?.category === "string" && nodeData.category.startsWith("ipadapter");
 }
 
-export function showNotes(node, lines) {
-  const text = (Array.isArray(lines) ? lines : [lines]).join("\n");
+export function showNotes(node, notes) {
+  const text = (Array.isArray(notes) ? notes : [notes]).join("\n");
   let widget = node.widgets?.find((w) => w.name === NOTES_WIDGET);
   if (!widget) {
     widget = ComfyWidgets.STRING(node, NOTES_WIDGET, ["STRING", { multiline: true }], app).widget;
@@ -28,6 +28,11 @@ export function showNotes(node, lines) {
     }
   }
   widget.value = text;
+  // Grow the node so the box sits inside it with room for the text (about 40 characters a line, at most 10
+  // lines; the box scrolls beyond). A widget added after the node was sized is not counted in its size yet.
+  const lines = Math.min(10, text.split("\n").reduce((n, line) => n + 1 + Math.floor(line.length / 40), 0));
+  const wanted = node.computeSize();
+  node.setSize([Math.max(node.size[0], wanted[0]), Math.max(node.size[1], wanted[1] + 13 * lines)]);
   node.setDirtyCanvas?.(true, true);
 }
 
