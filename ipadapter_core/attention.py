@@ -73,7 +73,7 @@ class SiteKV:
             if isinstance(scale, torch.Tensor):
                 scale = torch.cat([rows.take(scale.reshape(-1, 1, 1))] * len(cond_or_uncond)).to(device, dtype)
             hit = (torch.cat(ks).to(device, dtype), torch.cat(vs).to(device, dtype), scale)
-            self._remember(key, hit)
+            _remember(self._layouts, key, hit)
         return hit
 
     @property
@@ -87,16 +87,18 @@ class SiteKV:
         if hit is None:
             k, v, scale = self.assembled(cond_or_uncond, rows, device, dtype)
             hit = (*few_token_attention.split_heads(k, v, heads), scale)
-            self._remember(key, hit)
+            _remember(self._layouts, key, hit)
         return hit
-
-    def _remember(self, key: tuple, hit: tuple) -> None:
-        if len(self._layouts) > 8:
-            self._layouts.clear()
-        self._layouts[key] = hit
 
     def keep_device(self, device: torch.device) -> None:
         _keep(self._layouts, device, 2)
+
+
+def _remember(cache: dict, key: tuple, value: Any, limit: int = 8) -> None:
+    """Store ``value``; a cache past ``limit`` entries starts over (layouts rarely change within a run)."""
+    if len(cache) > limit:
+        cache.clear()
+    cache[key] = value
 
 
 def _keep(cache: dict, device: torch.device, device_index: int) -> None:
@@ -175,9 +177,7 @@ class SpatialMask:
             m = F.interpolate(self.mask.unsqueeze(1), size=grid, mode="bilinear", align_corners=False)
             m = rows.take(m.reshape(m.shape[0], -1, 1))
             hit = m.repeat(chunks, 1, 1).to(device, dtype)
-            if len(self._cache) > 16:
-                self._cache.clear()
-            self._cache[key] = hit
+            _remember(self._cache, key, hit, limit=16)
         return hit
 
     def keep_device(self, device: torch.device) -> None:
@@ -226,9 +226,12 @@ class Application:
         return self.sigma_end <= current_sigma(sigmas) <= self.sigma_start, None
 
     def contribution(self, kv: SiteKV, q: torch.Tensor, extra: dict, attention: AttentionFn,
-                     gate: torch.Tensor | None = None) -> torch.Tensor:
-        """``w * m * gate * Attn(q, K', V')`` as a fresh tensor (the caller checked ``window``)."""
-        cou, rows = batch_layout(q, extra)
+                     gate: torch.Tensor | None = None, layout: tuple | None = None) -> torch.Tensor:
+        """``w * m * gate * Attn(q, K', V')`` as a fresh tensor (the caller checked ``window``).
+
+        ``layout`` is the call's ``batch_layout``, when the caller has it already.
+        """
+        cou, rows = layout or batch_layout(q, extra)
         k, v, scale = kv.assembled(cou, rows, q.device, q.dtype)
         out = attention(q, k, v, extra.get("n_heads", 1), extra)  # a fresh tensor: scaled in place
         if isinstance(scale, torch.Tensor) or scale != 1.0:
@@ -239,9 +242,10 @@ class Application:
             out.mul_(gate)
         return out
 
-    def few_token_terms(self, kv: SiteKV, q: torch.Tensor, extra: dict, gate: torch.Tensor | None = None):
+    def few_token_terms(self, kv: SiteKV, q: torch.Tensor, extra: dict, gate: torch.Tensor | None = None,
+                        layout: tuple | None = None):
         """(K/V split into heads, alpha, per-row factor) of this application, for few_token_attention."""
-        cou, rows = batch_layout(q, extra)
+        cou, rows = layout or batch_layout(q, extra)
         kh, vh, scale = kv.per_head(cou, rows, q.device, q.dtype, extra.get("n_heads", 1))
         factors = [gate] if gate is not None else []
         if isinstance(scale, torch.Tensor):
@@ -300,7 +304,7 @@ class CrossAttentionPatch:
         return self._with(self.applications + (application,), self.inner)
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, extra: dict) -> torch.Tensor:
-        heads = extra["n_heads"]
+        heads, layout = extra["n_heads"], batch_layout(q, extra)
         few, library = [], []
         for index, app in enumerate(self.applications):
             kv = app.sites.get(self.site_key)
@@ -317,7 +321,7 @@ class CrossAttentionPatch:
             out = self.attention(q, k, v, heads, extra)
             owned = True
         for _, app, kv, gate in library:
-            extra_out = app.contribution(kv, q, extra, self.image_attention, gate)
+            extra_out = app.contribution(kv, q, extra, self.image_attention, gate, layout)
             if owned and out.dtype == extra_out.dtype:
                 out.add_(extra_out)  # in place: one full-size pass less per adapter and step
             else:
@@ -325,26 +329,24 @@ class CrossAttentionPatch:
         if few:
             if not owned or out.dtype != q.dtype or not out.is_contiguous():
                 out = out.to(q.dtype, memory_format=torch.contiguous_format, copy=True)
-            few_token_attention.add_values_(out, *self._few_token_probabilities(few, q, extra))
+            few_token_attention.add_values_(out, *self._few_token_probabilities(few, q, extra, layout))
         return out.to(q.dtype)
 
-    def _few_token_probabilities(self, few: list, q: torch.Tensor, extra: dict) -> tuple:
+    def _few_token_probabilities(self, few: list, q: torch.Tensor, extra: dict, layout: tuple) -> tuple:
         """(probabilities ``[B, H, T, N]``, V split into heads, alpha) of the few-token adapters, all in one.
 
         Several of them share one pass: their K/V are concatenated once per batch layout, each keeps its
         own softmax, and its weight goes into its probabilities.
         """
-        terms = [app.few_token_terms(kv, q, extra, gate) for _, app, kv, gate in few]
+        terms = [app.few_token_terms(kv, q, extra, gate, layout) for _, app, kv, gate in few]
         if len(terms) == 1:
             kh, vh, alpha, factor = terms[0]
             return few_token_attention.probabilities(q, kh, [(kh.shape[2], factor)]), vh, alpha
-        key = (tuple(index for index, *_ in few), *batch_layout(q, extra), q.device, q.dtype, extra["n_heads"])
+        key = (tuple(index for index, *_ in few), *layout, q.device, q.dtype, extra["n_heads"])
         hit = self._stacks.get(key)
         if hit is None:
             hit = (torch.cat([t[0] for t in terms], dim=2), torch.cat([t[1] for t in terms], dim=2))
-            if len(self._stacks) > 8:
-                self._stacks.clear()
-            self._stacks[key] = hit
+            _remember(self._stacks, key, hit)
         segments = [(kh.shape[2], factor * alpha if factor is not None else alpha) for kh, _, alpha, factor in terms]
         return few_token_attention.probabilities(q, hit[0], segments), hit[1], 1.0
 
