@@ -10,7 +10,7 @@ import torch
 from ipadapter_core.errors import IPAdapterError
 from ipadapter_core.kinds import detect_kind
 from ipadapter_core.loading import load_adapter_file, split_adapter_sections
-from tests.fixtures.adapters import ADAPTER_LAYOUTS, adapter_state_dict, write_adapter
+from tests.fixtures.adapters import ADAPTER_LAYOUTS, adapter_state_dict, image_proj_faceid_plus, layout, write_adapter
 
 NAMES = list(ADAPTER_LAYOUTS)
 FACE_KINDS = {"faceid", "faceid_plus", "faceid_portrait", "faceid_portrait_unnorm", "kolors_faceid_plus"}
@@ -135,8 +135,6 @@ def test_projection_and_attention_from_different_families_are_refused(projection
 @pytest.mark.parametrize("name", ["ip-adapter-faceid-plusv2_sd15.bin", "Kolors-IP-Adapter-FaceID-Plus.bin"])
 def test_faceid_plus_perceiver_depth_heads_and_ff_are_read_from_the_tensors(name: str) -> None:
     """A FaceID-Plus perceiver of another depth/heads/ff_mult than the published 4/dim÷64/4 still builds exactly."""
-    from tests.fixtures.adapters import image_proj_faceid_plus, layout
-
     lay = layout(name)
     image_proj, ip_adapter = _sections(name)
     _, context, clip_dim, tokens = lay.projection

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.fixtures.adapters import adapter_state_dict
+from tests.fixtures.adapters import adapter_state_dict, image_proj_faceid_plus
 from tests.fixtures.comfy_models import diffusers_widths
 from tests.host import harness
+from tests.host import variant_fixtures as vf
 
 pytest.importorskip("insightface")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-image deprecation inside insightface
@@ -379,22 +380,15 @@ def _kolors_faceid_file(model, directory: Path) -> Path:
     """Kolors-IP-Adapter-FaceID-Plus.bin with the published keys and widths (4096-wide tokens, 2048-wide K/V,
     section "adapter_modules"), its perceiver shrunk to one single-head layer that reads the tiny encoder's
     64-wide hidden states: the published depth-4 perceiver alone is 3 GB of fp32."""
-    from tests.fixtures import adapters as fx
-
-    path = directory / "Kolors-IP-Adapter-FaceID-Plus.bin"
-    if not path.exists():
-        lay = fx.layout(path.name)
-        specs = fx.image_proj_faceid_plus(4096, 64, lay.tokens, depth=1, heads=1, ff_mult=1)
-        nested = {"image_proj": {s[0]: fx._tensor(s, "image_proj", 5, torch.float16, "cpu") for s in specs},
-                  lay.section: {s[0]: fx._tensor(s, "ip_adapter", 5, torch.float16, "cpu")
-                                for s in fx.ip_adapter_specs(lay, diffusers_widths(model))}}
-        fx.save_state_dict(nested, path, "bin")
-    return path
+    name = "Kolors-IP-Adapter-FaceID-Plus.bin"
+    path = directory / name
+    if path.exists():
+        return path
+    proj = image_proj_faceid_plus(4096, vf.TINY_HIDDEN, 6, depth=1, heads=1, ff_mult=1)
+    return vf.write_fitted(directory, name, model, name, proj, seed=5)
 
 
 def test_kolors_faceid_runs_end_to_end_through_the_unets_encoder_hid_proj(env, unet, host_dirs, monkeypatch):
-    from tests.host import variant_fixtures as vf
-
     sdxl = unet("sdxl-reduced")
     gen = torch.Generator().manual_seed(11)
     hid_proj = torch.nn.Linear(4096, 2048)

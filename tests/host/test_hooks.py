@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from tests.host import adapters, harness, probe
+from tests.host import variant_fixtures as vf
 
 NAME = "sd15-reduced"
 
@@ -68,18 +69,14 @@ def chunks_seen(monkeypatch):
     return seen
 
 
-def _differs(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (a - b).abs().max().item() > 1e-3 * b.abs().max().item()
-
-
 def test_adapter_acts_on_both_halves_when_a_weight_hook_splits_the_batch(setup, chunks_seen):
     model, patched = setup
     hooks = _weight_hook(model)
     hooked = harness.sample(patched, positive_hooks=hooks)
     # The hook split cond and uncond into separate calls, and our patch ran on each.
     assert (0,) in chunks_seen and (1,) in chunks_seen, f"patch saw only {sorted(set(chunks_seen))}"
-    assert _differs(hooked, harness.sample(model, positive_hooks=hooks)), "the adapter had no effect under hooks"
-    assert _differs(hooked, harness.sample(patched)), "the hook had no effect (test would prove nothing)"
+    assert vf.changed(hooked, harness.sample(model, positive_hooks=hooks)), "the adapter had no effect under hooks"
+    assert vf.changed(hooked, harness.sample(patched)), "the hook had no effect (test would prove nothing)"
     assert torch.equal(hooked, harness.sample(patched, positive_hooks=hooks)), "not deterministic under hooks"
 
 
@@ -89,7 +86,7 @@ def test_hook_keyframes_repatch_weights_without_disturbing_the_adapter(setup):
     base_latent = harness.sample(model)
     hooks = _with_keyframes(_weight_hook(model), (1.0, 0.0), (0.0, 0.5))
     first = harness.sample(patched, steps=4, positive_hooks=hooks)
-    assert _differs(first, harness.sample(model, steps=4, positive_hooks=hooks))
+    assert vf.changed(first, harness.sample(model, steps=4, positive_hooks=hooks))
     assert torch.equal(first, harness.sample(patched, steps=4, positive_hooks=hooks))
     # The keyframe took effect: strength 0 from half-way is not the hook at full strength throughout (late
     # steps move the latent little, so any difference counts).
@@ -110,5 +107,5 @@ def test_a_weight_hook_on_both_conds_equals_the_same_lora_merged(setup):
     merged.add_patches(comfy.lora.load_lora(hook.weights, comfy.lora.model_lora_keys_unet(patched.model, {}),
                                             log_missing=False), 1.0)
     both = harness.sample(patched, positive_hooks=hooks, negative_hooks=hooks)
-    assert _differs(both, harness.sample(patched, positive_hooks=hooks))
+    assert vf.changed(both, harness.sample(patched, positive_hooks=hooks))
     assert torch.allclose(both, harness.sample(merged), rtol=1e-4, atol=1e-4)

@@ -32,11 +32,18 @@ def write_plus(directory: Path, filename: str, model, seed: int = 0, kolors: boo
     published = "ip_adapter_plus_general.bin" if kolors else (
         "ip-adapter-plus_sd15.safetensors" if context == 768 else "ip-adapter-plus_sdxl_vit-h.safetensors")
     proj = tiny_resampler(2048, 1, context, 1, 1) if kolors else tiny_resampler(128, 2, context, 2, 2)
+    return write_fitted(directory, filename, model, published, proj, seed)
+
+
+def write_fitted(directory: Path, filename: str, model, published: str, image_proj: list[fx.TensorSpec],
+                 seed: int = 0) -> Path:
+    """The ``published`` file's layout with its projection replaced by ``image_proj`` (a smaller one, fitted to
+    the tiny encoder) and its K/V sized for ``model``'s sites; the container follows the file name."""
     lay = fx.layout(published)
     nested = {
-        "image_proj": {s[0]: fx._tensor(s, "image_proj", seed, torch.float16, "cpu") for s in proj},
-        "ip_adapter": {s[0]: fx._tensor(s, "ip_adapter", seed, torch.float16, "cpu")
-                       for s in fx.ip_adapter_specs(lay, diffusers_widths(model))},
+        "image_proj": {s[0]: fx._tensor(s, "image_proj", seed, torch.float16, "cpu") for s in image_proj},
+        lay.section: {s[0]: fx._tensor(s, "ip_adapter", seed, torch.float16, "cpu")
+                      for s in fx.ip_adapter_specs(lay, diffusers_widths(model))},
     }
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / filename
