@@ -8,16 +8,24 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-FAMILY_NAMES = {"sd15": "SD1.5", "sdxl": "SDXL", "kolors": "Kolors"}
+FAMILY_NAMES = {"sd15": "SD1.5", "sdxl": "SDXL", "kolors": "Kolors", "flux": "Flux.1", "sd3": "SD3.5"}
+
+# How an adapter reaches its model: "unet" = attn2 replace patches; the others are transformers whose
+# blocks get scoped hooks (nodes/dit_hooks.py).
+ARCHES = ("unet", "flux", "mmdit")
 
 
 @dataclass(frozen=True)
 class ModelKind:
     """Everything the pack needs to know about an adapter file, read from its tensors.
 
-    ``encoder_output`` is the CLIP vision output the projection consumes ("image_embeds" or
-    "penultimate_hidden_states"; None for plain FaceID/Portrait, which only need a face
-    embedding) and ``encoder_width`` its last dimension.
+    ``encoder_output`` is the CLIP vision output the projection consumes ("image_embeds",
+    "penultimate_hidden_states", or "siglip_pooled" for SigLIP's attention-pooled vector; None for
+    plain FaceID/Portrait, which only need a face embedding) and ``encoder_width`` its last dimension.
+
+    Transformer kinds (``arch`` "flux" or "mmdit") also carry ``hidden``, the model width their
+    K/V produce, and ``blocks``, how many per-block K/V entries the file holds; ``context_dim`` is
+    then the width of the image tokens.
     """
 
     kind: str
@@ -34,6 +42,13 @@ class ModelKind:
     plus_v2_possible: bool = False  # FaceID-Plus: v1 and v2 share a layout
     shortcut: bool = False  # Kolors FaceID always uses the v2 shortcut
     image_size: int = 224
+    arch: str = "unet"
+    hidden: int | None = None
+    blocks: int = 0
+
+    @property
+    def is_transformer(self) -> bool:
+        return self.arch != "unet"
 
     @property
     def family_name(self) -> str:
