@@ -1,4 +1,4 @@
-"""``python -m ipadapter_cli {run,demo,doctor} ...``"""
+"""``python -m ipadapter_cli {run,demo,doctor,siglip-head} ...``"""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from . import edit
+from . import edit, siglip_head
 from .client import ComfyClient, ComfyError
 from .convert import ConversionError, convert
 from .demo import DEFAULT_WORKFLOW, DemoOptions, run_demo
@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="identify every IP-Adapter, CLIP vision and FaceID LoRA file by content")
     doctor.add_argument("--comfyui", help="ComfyUI folder (default $COMFYUI_PATH, else ~/ComfyUI)")
+    siglip_head.add_parser(sub)
     return parser
 
 
@@ -85,7 +86,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        commands = {"run": cmd_run, "demo": cmd_demo, "doctor": cmd_doctor}
+        commands = {"run": cmd_run, "demo": cmd_demo, "doctor": cmd_doctor, "siglip-head": siglip_head.cmd_siglip_head}
         return commands[args.command](args)
     except (ComfyError, ConversionError, edit.OverrideError, FileNotFoundError, TimeoutError) as exc:
         print(f"error: {exc}", file=sys.stderr)

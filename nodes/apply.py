@@ -30,10 +30,12 @@ class IPAdapterAdvanced(Declared):
     DISPLAY_NAME = "IPAdapter Advanced"
     DESCRIPTION = "Apply an IP-Adapter with full control: weight types, several images, negative image, mask."
 
+    OPTIONAL = ("image_negative", "attn_mask", "clip_vision", "instantx_v_norm")
+
     def run(self, model, ipadapter, image, weight, weight_type, combine_embeds, start_at, end_at, embeds_scaling,
-            image_negative=None, attn_mask=None, clip_vision=None):
+            image_negative=None, attn_mask=None, clip_vision=None, instantx_v_norm=False):
         opts = ApplyOptions(weight=weight, weight_type=weight_type, combine_embeds=combine_embeds, start_at=start_at,
-                            end_at=end_at, embeds_scaling=embeds_scaling)
+                            end_at=end_at, embeds_scaling=embeds_scaling, v_norm=bool(instantx_v_norm))
         return (apply_images(model, ipadapter, image, opts, image_negative, attn_mask, clip_vision),)
 
 

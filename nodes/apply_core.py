@@ -12,18 +12,9 @@ from ..ipadapter_core.embeds import check_finite, combine
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
 from ..ipadapter_core.weighting import resolve
-from . import encoding, host
+from . import dit_apply, encoding, host
+from .model_family import REFINER_FIX, describe_context, model_layout
 from .pipeline import Pipeline
-
-FAMILY_CONTEXT = {768: "SD1.5", 2048: "SDXL", 1280: "the SDXL refiner", 1024: "SD2.x"}
-REFINER_FIX = "The SDXL refiner cannot take image prompts: apply the adapter to the SDXL base model."
-
-
-def describe_context(ctx: int | None) -> str:
-    """What a UNet is, by the width of the text context its cross-attention reads."""
-    if ctx is None:
-        return "a model without UNet cross-attention (SD3, Flux, video ...)"
-    return FAMILY_CONTEXT.get(ctx, f"a model with {ctx}-wide text context")
 
 
 @dataclass
@@ -39,6 +30,7 @@ class ApplyOptions:
     style_boost: float | None = None
     composition_boost: float | None = None
     layer_weights: dict[int, float] | None = None
+    v_norm: bool = False  # InstantX Flux: the ComfyUI-IPAdapter-Flux reading (values RMS-normalised too)
 
 
 def adapter_of(pipeline: Pipeline | None) -> Pipeline:
@@ -53,12 +45,18 @@ def adapter_of(pipeline: Pipeline | None) -> Pipeline:
 
 def check_model(model, kind: ModelKind) -> None:
     """Refuse an adapter made for another base model before anything is computed."""
+    if kind.is_transformer:
+        dit_apply.check_dit_model(model, kind)
+        return
     ctx = host.context_dim(model)
     if ctx is None:
+        layout = model_layout(model)
+        what = f"a {layout.label} model" if layout else "a model without UNet cross-attention layers"
         raise IPAdapterError(
-            "This model has no UNet cross-attention layers (e.g. SD3, Flux or a video model).",
-            expected="an SD1.5, SDXL or Kolors model",
-            fix="IP-Adapters for other families need their own node packs; use an SD1.5/SDXL checkpoint here.",
+            f"The adapter is a {kind.family_name} model ({kind.label}) but the model is {what}.",
+            expected=f"a {kind.family_name} checkpoint for this adapter",
+            fix=f"For Flux and SD3.5 use their own IP-Adapters: {dit_apply.DIT_PRESET_HINT}. Otherwise connect a "
+            f"{kind.family_name} checkpoint.",
             input="model",
         )
     if ctx != kind.context_dim:
@@ -90,8 +88,9 @@ def encode_pair(pipeline: Pipeline, kind: ModelKind, image: torch.Tensor, image_
     """Reference image(s) -> (cond, uncond) encoder outputs for this adapter."""
     encoding.check_image(image, "image")
     cv = encoding.require_clip_vision(clip_vision or pipeline.clip_vision, kind)
-    cond = encoding.encode(cv, kind, image)
-    uncond = encoding.negative(cv, kind, cond, image_negative)
+    file = pipeline.clip_vision_file if cv is pipeline.clip_vision else None
+    cond = encoding.encode(cv, kind, image, clip_vision_file=file)
+    uncond = encoding.negative(cv, kind, cond, image_negative, clip_vision_file=file)
     return cond, uncond
 
 
@@ -106,6 +105,8 @@ def apply_embeds(model, pipeline: Pipeline, cond: torch.Tensor, uncond: torch.Te
         if opts.combine_embeds != "concat":
             uncond = uncond[:1]
     uncond = fit_rows(uncond, cond.shape[0])
+    if adapter.kind.is_transformer:
+        return apply_dit_embeds(model, adapter, cond, uncond, opts, attn_mask, clone=clone)
     if alt_cond is not None and not opts.unfold:
         alt_cond = combine(alt_cond, opts.combine_embeds)
     alt_tokens = adapter.project(alt_cond) if alt_cond is not None else None
@@ -135,6 +136,25 @@ def apply_tokens(model, adapter, cond_tokens: torch.Tensor, uncond_tokens: torch
     )
     patched = model.clone() if clone else model
     host.patch_model(patched, application)
+    return patched
+
+
+def apply_dit_embeds(model, adapter, cond: torch.Tensor, uncond: torch.Tensor, opts: ApplyOptions,
+                     attn_mask: torch.Tensor | None = None, clone: bool = True):
+    """Flux / SD3.5 adapters: the same options, checked for what a transformer can honour (dit_apply)."""
+    if opts.composition_boost is not None or opts.style_boost is not None:
+        raise IPAdapterError(
+            f"Style and composition boosts select UNet layers; the {adapter.kind.family_name} adapter "
+            f"({adapter.kind.label}) has no such layers.", expected="an SD1.5/SDXL model and adapter",
+            fix="Use 'IPAdapter Advanced' with weight_type 'linear' for Flux and SD3.5 adapters.", input="ipadapter")
+    mask = check_mask(attn_mask)
+    weight, frame_weights = split_weight(opts.weight, opts.unfold)
+    application = dit_apply.build_dit_application(
+        model, adapter, cond, uncond, weight=weight, weight_type=opts.weight_type, start_at=opts.start_at,
+        end_at=opts.end_at, embeds_scaling=opts.embeds_scaling, unfold=opts.unfold, layer_weights=opts.layer_weights,
+        mask=mask, frame_weights=frame_weights, v_norm=opts.v_norm)
+    patched = model.clone() if clone else model
+    dit_apply.patch_dit(patched, application)
     return patched
 
 

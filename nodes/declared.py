@@ -28,8 +28,9 @@ INPUTS: dict[str, tuple] = {
                                  "composition ones ('strong style and composition'), not only the style layers."}),
     "weight_faceidv2": _F(1.0, -1.0, 5.0, 0.05, "FaceID Plus V2 only: strength of the face-structure (CLIP) part."),
     "layer_weights": ("STRING", {"default": "", "multiline": True, "tooltip": "Per-layer weights 'index:value, ...' "
-                                 "by transformer index (SD1.5 0-15, SDXL 0-10), times weight. Layers not listed get "
-                                 "0. Empty = use weight_type."}),
+                                 "by transformer index (SD1.5 0-15, SDXL 0-10; Flux/SD3.5: the adapter's block, "
+                                 "e.g. XLabs 0-18, InstantX Flux 0-56), times weight. Layers not listed get 0. "
+                                 "Empty = use weight_type."}),
     "enhance_tiles": ("INT", {"default": 2, "min": 1, "max": 16, "tooltip": "Also encode the image as an n x n grid "
                               "of crops for more detail (feed a square image of about 224*n px). 1 = off."}),
     "enhance_ratio": _F(1.0, 0.0, 1.0, 0.05, "Weight of the full-image encoding against the crops' (batch: "
@@ -46,6 +47,9 @@ INPUTS: dict[str, tuple] = {
     "image_negative": base.IMAGE_NEGATIVE,
     "attn_mask": base.ATTN_MASK,
     "clip_vision": base.CLIP_VISION,
+    "instantx_v_norm": ("BOOLEAN", {"default": False, "tooltip": "InstantX Flux only: also RMS-normalise the image "
+                                    "prompt's values, as ComfyUI-IPAdapter-Flux does (reproduces its images). Off = "
+                                    "keys only, the reading of the other references (docs/dit.md)."}),
     "insightface": ("INSIGHTFACE", {"tooltip": "FaceID adapters only: the face analysis model (else the FaceID "
                                     "unified loader's)."}),
 }

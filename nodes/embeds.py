@@ -35,8 +35,9 @@ class IPAdapterEncoder(base.Node):
         check_not_face(kind)
         encoding.check_image(image, "image")
         cv = encoding.require_clip_vision(clip_vision or pipeline.clip_vision, kind)
-        cond = encoding.encode(cv, kind, image, mask)
-        uncond = encoding.negative(cv, kind, cond, None)
+        file = pipeline.clip_vision_file if cv is pipeline.clip_vision else None
+        cond = encoding.encode(cv, kind, image, mask, clip_vision_file=file)
+        uncond = encoding.negative(cv, kind, cond, None, clip_vision_file=file)
         return (cond * weight, uncond)
 
 NODES = {"IPAdapterEncoder": IPAdapterEncoder}

@@ -22,7 +22,7 @@ def encoder_label(name: str | None, width: int | None = None) -> str:
 
 
 def required_encoder(kind: ModelKind) -> str | None:
-    return config.encoder_for_output(kind.encoder_output, kind.encoder_width) if kind.encoder_output else None
+    return config.encoder_for_kind(kind)
 
 
 def check_image(image: torch.Tensor | None, input: str) -> None:
@@ -64,8 +64,9 @@ class EncodingCache:
         t = t.detach().to("cpu", torch.float32).contiguous()
         return hashlib.blake2b(str(tuple(t.shape)).encode() + t.numpy().tobytes(), digest_size=16).hexdigest()
 
-    def get(self, clip_vision, image: torch.Tensor, mask: torch.Tensor | None, compute) -> dict[str, torch.Tensor]:
-        key = (id(clip_vision), self.digest(image), self.digest(mask))
+    def get(self, clip_vision, image: torch.Tensor, mask: torch.Tensor | None, compute,
+            crop: bool = True) -> dict[str, torch.Tensor]:
+        key = (id(clip_vision), self.digest(image), self.digest(mask), crop)
         hit = self._items.get(key)
         if hit is not None and hit[0]() is clip_vision:
             self._items.move_to_end(key)
@@ -80,32 +81,67 @@ class EncodingCache:
 ENCODINGS = EncodingCache()
 
 
-def encode(clip_vision, kind: ModelKind, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+# InstantX's adapters were trained with SigLIP's processor, which squashes the image to its square;
+# every other adapter's CLIP processor centre-crops.
+SQUASHED_KINDS = ("instantx_flux", "instantx_sd3")
+
+
+def encode(clip_vision, kind: ModelKind, image: torch.Tensor, mask: torch.Tensor | None = None,
+           clip_vision_file: str | None = None) -> torch.Tensor:
     """Encode (or reuse the encoding of the same pixels) and return the output this adapter consumes,
-    after checking the encoder fits."""
+    after checking the encoder fits. ``clip_vision_file`` (the unified loader's) is where a SigLIP
+    pooling head is looked for first."""
     image = image[..., :3]
-    out = ENCODINGS.get(clip_vision, image, mask, lambda: host.encode_image(clip_vision, image, mask))
+    crop = kind.kind not in SQUASHED_KINDS
+    out = ENCODINGS.get(clip_vision, image, mask, lambda: host.encode_image(clip_vision, image, mask, crop=crop),
+                        crop=crop)
+    if kind.encoder_output == "siglip_pooled":
+        tokens = out["image_embeds"]
+        if tokens.dim() != 3 or tokens.shape[-1] != kind.encoder_width:
+            raise wrong_encoder(clip_vision, kind, out, tokens.shape[-1])
+        from . import siglip_heads
+
+        return siglip_heads.pooled(clip_vision, tokens, clip_vision_file)
     embeds = out[kind.encoder_output]
-    if embeds.shape[-1] != kind.encoder_width:
-        got = config.encoder_from_widths(out["image_embeds"].shape[-1], out["penultimate_hidden_states"].shape[-1])
-        need = required_encoder(kind)
-        file = config.encoders()[need]["file"] if need else "the matching encoder"
-        raise IPAdapterError(
-            f"Wrong CLIP vision for this adapter: the {kind.label} adapter needs {encoder_label(need)}, "
-            f"but the connected encoder is {encoder_label(got, embeds.shape[-1])} "
-            f"({embeds.shape[-1]}-wide {kind.encoder_output}, the adapter reads {kind.encoder_width}).",
-            expected=f"{encoder_label(need)}: {file}",
-            fix=f"Load {file} in 'Load CLIP Vision' (or use the unified loader, which picks the right one).",
-            input="clip_vision",
-        )
+    if embeds.shape[-1] != kind.encoder_width or (kind.encoder_output == "image_embeds" and embeds.dim() != 2):
+        raise wrong_encoder(clip_vision, kind, out, embeds.shape[-1])
+    got = identify(clip_vision, out)
+    need = required_encoder(kind)
+    if kind.is_transformer and got is not None and need is not None and got != need:  # same widths, other size
+        raise wrong_encoder(clip_vision, kind, out, embeds.shape[-1])
     return embeds
 
 
-def negative(clip_vision, kind: ModelKind, cond: torch.Tensor, image_negative: torch.Tensor | None) -> torch.Tensor:
+def identify(clip_vision, out: dict[str, torch.Tensor]) -> str | None:
+    """Which known encoder made ``out``, from its output widths and input size (None if unknown)."""
+    return config.encoder_from_widths(out["image_embeds"].shape[-1], out["penultimate_hidden_states"].shape[-1],
+                                      image_size=getattr(clip_vision, "image_size", None))
+
+
+def wrong_encoder(clip_vision, kind: ModelKind, out: dict[str, torch.Tensor], width: int) -> IPAdapterError:
+    got = identify(clip_vision, out)
+    need = required_encoder(kind)
+    file = config.encoders()[need]["file"] if need else "the matching encoder"
+    return IPAdapterError(
+        f"Wrong CLIP vision for this adapter: the {kind.label} adapter needs {encoder_label(need)}, "
+        f"but the connected encoder is {encoder_label(got, width)} "
+        f"({width}-wide {kind.encoder_output}, the adapter reads {kind.encoder_width}).",
+        expected=f"{encoder_label(need)}: {file}",
+        fix=f"Load {file} in 'Load CLIP Vision' (or use the unified loader, which picks the right one).",
+        input="clip_vision",
+    )
+
+
+def negative(clip_vision, kind: ModelKind, cond: torch.Tensor, image_negative: torch.Tensor | None,
+             clip_vision_file: str | None = None) -> torch.Tensor:
     """The unconditional embeds: the negative image's, else zeros (pooled) or a black image's states."""
     if image_negative is not None:
         check_image(image_negative, "image_negative")
-        return encode(clip_vision, kind, image_negative)
+        return encode(clip_vision, kind, image_negative, clip_vision_file=clip_vision_file)
+    if kind.is_transformer:  # each reference's negative (docs/dit.md): XLabs a black image, InstantX zeros
+        if kind.kind == "xlabs_flux":
+            return encode(clip_vision, kind, host.black_image(clip_vision))
+        return torch.zeros_like(cond[:1])
     if kind.uses_hidden_states:
         return encode(clip_vision, kind, host.black_image(clip_vision))
     return torch.zeros_like(cond[:1])

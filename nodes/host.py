@@ -134,13 +134,16 @@ def patch_model(model, application: Application) -> None:
         model.set_model_attn2_replace(patch, *site.key)
 
 
-def encode_image(clip_vision, image: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def encode_image(clip_vision, image: torch.Tensor, mask: torch.Tensor | None = None,
+                 crop: bool = True) -> dict[str, torch.Tensor]:
     """CLIP-encode an IMAGE batch; returns image_embeds and penultimate_hidden_states (fp32, CPU).
 
     With a mask, masked-out pixels are zeroed after normalisation (the Encoder node's mask input).
+    ``crop=False`` squashes the image to the encoder's square instead of centre-cropping (SigLIP's
+    reference preprocessing).
     """
     if mask is None:
-        out = clip_vision.encode_image(image)
+        out = clip_vision.encode_image(image, crop=crop)
         return {"image_embeds": out["image_embeds"].float(), "penultimate_hidden_states":
                 out["penultimate_hidden_states"].float()}
     import comfy.clip_vision
@@ -148,22 +151,25 @@ def encode_image(clip_vision, image: torch.Tensor, mask: torch.Tensor | None = N
     mm.load_model_gpu(clip_vision.patcher)
     size = clip_vision.image_size
     pixels = comfy.clip_vision.clip_preprocess(
-        image.to(clip_vision.load_device), size=size, mean=clip_vision.image_mean, std=clip_vision.image_std
+        image.to(clip_vision.load_device), size=size, mean=clip_vision.image_mean, std=clip_vision.image_std,
+        crop=crop,
     ).float()
-    pixels = pixels * _square_mask(mask, size).to(pixels.device)
+    pixels = pixels * _square_mask(mask, size, crop).to(pixels.device)
     out = clip_vision.model(pixel_values=pixels, intermediate_output=-2)
     dev = mm.intermediate_device()
     return {"image_embeds": out[2].to(dev).float(), "penultimate_hidden_states": out[1].to(dev).float()}
 
 
-def _square_mask(mask: torch.Tensor, size: int) -> torch.Tensor:
-    """Centre-crop a [M,H,W] mask to a square and resize it to the encoder's input size -> [M,1,S,S]."""
+def _square_mask(mask: torch.Tensor, size: int, crop: bool = True) -> torch.Tensor:
+    """Centre-crop (or, with ``crop=False``, squash) a [M,H,W] mask to the encoder's square -> [M,1,S,S]."""
     if mask.dim() == 2:
         mask = mask.unsqueeze(0)
-    h, w = mask.shape[-2:]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    mask = mask[:, top:top + side, left:left + side].unsqueeze(1).float()
+    if crop:
+        h, w = mask.shape[-2:]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        mask = mask[:, top:top + side, left:left + side]
+    mask = mask.unsqueeze(1).float()
     return torch.nn.functional.interpolate(mask, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
 
 

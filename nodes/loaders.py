@@ -8,7 +8,8 @@ from ..ipadapter_core import config
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.presets import find_file, not_found, preset_entry
 from . import base, host
-from .apply_core import REFINER_FIX, describe_context
+from .model_family import REFINER_FIX, describe_context
+from .model_family import model_family as model_family_of
 from .pipeline import CLIP_VISIONS, Pipeline, load_adapter
 
 
@@ -41,14 +42,15 @@ class IPAdapterModelLoader(base.Node):
 
 
 def model_family(model) -> str:
+    """The preset family of the connected model: sd15, sdxl (and Kolors), flux or sd3."""
+    family = model_family_of(model)
+    if family is not None:
+        return family
     ctx = host.context_dim(model)
-    if ctx == 768:
-        return "sd15"
-    if ctx == 2048:  # SDXL, and Kolors (its ChatGLM context is projected to 2048 inside the UNet)
-        return "sdxl"
-    fix = REFINER_FIX if ctx == 1280 else "Use an SD1.5 or SDXL checkpoint; other families need their own packs."
-    raise IPAdapterError(f"The unified loader has presets for SD1.5 and SDXL; the model is {describe_context(ctx)}.",
-                         expected="an SD1.5 or SDXL model", fix=fix, input="model")
+    fix = REFINER_FIX if ctx == 1280 else "Use an SD1.5, SDXL, Flux.1 or SD3.5-Large model."
+    raise IPAdapterError(f"The unified loader has presets for SD1.5, SDXL, Flux.1 and SD3.5; the model is "
+                         f"{describe_context(ctx)}.", expected="an SD1.5, SDXL, Flux.1 or SD3.5 model", fix=fix,
+                         input="model")
 
 
 class IPAdapterUnifiedLoader(base.Node):
@@ -69,7 +71,7 @@ class IPAdapterUnifiedLoader(base.Node):
             "required": {
                 "model": base.MODEL,
                 "preset": (cls.presets(), {"tooltip": "Which adapter to use; the file is chosen for the "
-                           "model's family (SD1.5 or SDXL)."}),
+                           "model's family (SD1.5, SDXL, Flux.1 or SD3.5)."}),
             },
             "optional": {"ipadapter": ("IPADAPTER", {"tooltip": "Chain loaders: encoders already loaded are reused."})},
         }
@@ -79,10 +81,11 @@ class IPAdapterUnifiedLoader(base.Node):
         chained = ipadapter if isinstance(ipadapter, Pipeline) else Pipeline()
         adapter_path = self._find(host.FOLDER, "IP-Adapter", entry.patterns, entry.file, entry.url)
         adapter = load_adapter(adapter_path)
-        if adapter.kind.kind != entry.kind:
+        if adapter.kind.kind != entry.kind or (entry.tokens and adapter.kind.tokens != entry.tokens):
+            need = entry.kind + (f" ({entry.tokens} tokens)" if entry.tokens else "")
             raise IPAdapterError(
                 f"'{os.path.basename(adapter_path)}' matches the preset's file name, but its content is a "
-                f"{adapter.kind.label} adapter, not the {entry.kind} kind '{preset}' needs.",
+                f"{adapter.kind.label} adapter, not the {need} kind '{preset}' needs.",
                 expected=f"{entry.file}", fix=f"Replace the file with {entry.file} from {entry.url}.", input="preset",
             )
         encoder = config.encoders()[entry.encoder]

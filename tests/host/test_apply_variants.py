@@ -167,8 +167,8 @@ def test_encode_batch_size_encodes_in_chunks_with_the_same_result(s, monkeypatch
     monkeypatch.setattr(encoding, "ENCODINGS", encoding.EncodingCache())  # count real encoder runs
     calls: list[int] = []
     original = host.encode_image
-    monkeypatch.setattr(host, "encode_image", lambda cv, image, mask=None: calls.append(image.shape[0])
-                        or original(cv, image, mask))
+    monkeypatch.setattr(host, "encode_image", lambda cv, image, mask=None, **kw: calls.append(image.shape[0])
+                        or original(cv, image, mask, **kw))
     three = torch.cat([s["A"], s["B"], s["A"].flip(1)])
     whole, chunked = _batch(s, three), _batch(s, three, encode_batch_size=2)
     assert calls == [3, 2, 1]

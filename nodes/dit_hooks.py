@@ -1,0 +1,246 @@
+"""Host glue for transformer IP-Adapters (Flux, SD3.5): one keyed model wrapper and scoped hooks.
+
+Nothing here replaces a ``forward`` or a block. ``DitPatch`` is registered as an ``APPLY_MODEL``
+wrapper on a cloned model; for the length of one model call it puts PyTorch hooks on the
+sub-modules the adapters need (names pinned by checkpoint keys, dit-adapters.md §4.9) and removes
+them in ``finally``, whatever happens. So another pack's block replacement, skip-layer guidance or
+a cache keeps working around us, the shared diffusion model carries nothing between calls, and
+the block's own code (whatever a newer ComfyUI puts in it) still runs.
+
+* capture: the block's query after its QK norm (Flux: the ``QKNorm`` module's output), or the raw
+  image q/k/v (SD3.5: ``x_block.attn.qkv``'s output);
+* inject: XLabs adds after the double block; InstantX before ``img_attn.proj`` / in the attention
+  half of ``linear2``'s input; SD3.5 before ``x_block.attn.proj``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import torch
+
+from ..ipadapter_core.dit.application import DitApplication, Target, TransformerLayout
+from ..ipadapter_core.dit.attention import expand_rows, prompt_attention, sd3_prompt_attention, sd3_prompt_kv
+
+log = logging.getLogger("ipadapter_suite")
+WRAPPER_KEY = "ipadapter_suite"
+
+
+def layout_of(diffusion_model: torch.nn.Module) -> TransformerLayout | None:
+    """Flux-style (double + single blocks) or MMDiT (joint blocks) layout, read from the modules."""
+    double, single = getattr(diffusion_model, "double_blocks", None), getattr(diffusion_model, "single_blocks", None)
+    if double is not None and single is not None and len(double) and hasattr(double[0], "img_attn"):
+        return TransformerLayout("flux", int(double[0].hidden_size), int(double[0].num_heads), len(double), len(single))
+    joint = getattr(diffusion_model, "joint_blocks", None)
+    if joint is not None and len(joint) and hasattr(joint[0], "x_block"):
+        attn = joint[0].x_block.attn
+        return TransformerLayout("mmdit", int(attn.qkv.weight.shape[1]), int(attn.num_heads), len(joint))
+    return None
+
+
+class _Call:
+    """Scratch state of one model call: batch layout, captured queries, which sites fired."""
+
+    def __init__(self, x: torch.Tensor, chunks: list[int], context: torch.Tensor | None, timestep: float) -> None:
+        self.rows = x.shape[0]
+        self.chunks = chunks if chunks and self.rows % len(chunks) == 0 else [0]
+        self.per_chunk = self.rows // len(self.chunks)
+        self.grid = ((x.shape[-2] + 1) // 2, (x.shape[-1] + 1) // 2)  # both families patchify 2x2
+        self.txt_len = int(context.shape[1]) if context is not None and context.dim() == 3 else 0
+        self.timestep = timestep
+        self.captured: dict[tuple, tuple[torch.Tensor, ...]] = {}
+        self.fired: set[tuple] = set()
+        self.applied: set[tuple] = set()
+        self.sd3_tokens: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def chunk_rows(self, c: int) -> slice:
+        return slice(c * self.per_chunk, (c + 1) * self.per_chunk)
+
+
+def _row_mask(app: DitApplication, call: _Call, length: int, lead: int, rows: int, ref) -> torch.Tensor | None:
+    """[rows, length, 1] factors for a term over ``lead`` text rows then the image rows (None: no mask).
+
+    Text rows keep the term (the reference adds it to them unmasked); the main image grid gets the
+    mask; rows after it (Kontext reference latents) get none, since the mask places the prompt in
+    the output image."""
+    m = app.token_mask(call.grid, ref.device, ref.dtype)
+    if m is None:
+        return None
+    main = call.grid[0] * call.grid[1]
+    if lead + main > length:
+        return None
+    m = expand_rows(m, rows)
+    parts = [torch.ones(rows, lead, 1, device=ref.device, dtype=ref.dtype)] if lead else []
+    parts.append(m)
+    if length > lead + main:
+        parts.append(torch.zeros(rows, length - lead - main, 1, device=ref.device, dtype=ref.dtype))
+    return torch.cat(parts, dim=1)
+
+
+def _scaled(app: DitApplication, target: Target, call: _Call, term: torch.Tensor, c: int, lead: int) -> torch.Tensor:
+    """Weight, per-frame weights and mask of one chunk's term ``[rows, L, C]``."""
+    term = term * target.weight
+    if app.frame_weights is not None:
+        term = term * expand_rows(app.frame_weights.to(term), term.shape[0]).reshape(-1, 1, 1)
+    mask = _row_mask(app, call, term.shape[1], lead, term.shape[0], term)
+    return term if mask is None else term * mask
+
+
+def _flux_term(app: DitApplication, target: Target, call: _Call, q: torch.Tensor, lead: int) -> torch.Tensor:
+    parts = []
+    for c, flag in enumerate(call.chunks):
+        k, v = app.state.get(target.entry, negative=flag == 1)
+        qc = q[call.chunk_rows(c)]
+        parts.append(_scaled(app, target, call, prompt_attention(qc, k, v), c, lead))
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+def _sd3_term(app: DitApplication, target: Target, call: _Call, qkv: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    q, k, v = qkv
+    weights = app.state.block(target.entry)
+    parts = []
+    for c, flag in enumerate(call.chunks):
+        key = (id(app), flag)
+        if key not in call.sd3_tokens:  # once per call and branch: the tokens depend only on the timestep
+            call.sd3_tokens[key] = app.state.tokens(flag == 1, call.timestep, q.device, q.dtype)
+        tokens, temb = call.sd3_tokens[key]
+        ip_k, ip_v = sd3_prompt_kv(tokens, temb, (weights["norm_ip_linear_weight"].to(q), weights[
+            "norm_ip_linear_bias"].to(q)), weights["to_k_ip_weight"].to(q), weights["to_v_ip_weight"].to(q),
+            weights["norm_ip_k_weight"].to(q), app.heads)
+        rows = call.chunk_rows(c)
+        term = sd3_prompt_attention(q[rows], k[rows], v[rows], ip_k, ip_v, weights["norm_q_weight"],
+                                    weights["norm_k_weight"])
+        parts.append(_scaled(app, target, call, term, c, 0))
+    return torch.cat(parts) if len(parts) > 1 else parts[0]
+
+
+class DitPatch:
+    """The APPLY_MODEL wrapper holding every transformer adapter applied to one model (immutable:
+    stacking makes a new one, so a cloned model never changes its parent's)."""
+
+    def __init__(self, applications: tuple[DitApplication, ...]) -> None:
+        self.applications = applications
+        self._warned: set[tuple] = set()
+
+    def stacked(self, application: DitApplication) -> DitPatch:
+        return DitPatch(self.applications + (application,))
+
+    def __call__(self, executor, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options=None,
+                 **kwargs):
+        options = transformer_options if transformer_options is not None else {}
+        sigmas = options.get("sigmas", t)
+        sigma = float(sigmas.reshape(-1).max()) if isinstance(sigmas, torch.Tensor) else float(sigmas)
+        active = [a for a in self.applications if a.active(sigma)]
+        base = getattr(executor, "class_obj", None)
+        dm = getattr(base, "diffusion_model", None)
+        if not active or dm is None:
+            return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+        timestep = sigma
+        sampling = getattr(base, "model_sampling", None)
+        if sampling is not None and isinstance(t, torch.Tensor):
+            timestep = float(sampling.timestep(t.reshape(-1)[:1].float()).reshape(-1)[0])
+        call = _Call(x, list(options.get("cond_or_uncond") or [0]), c_crossattn, timestep)
+        handles = self._install(dm, active, call)
+        try:
+            return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+        finally:
+            for handle in handles:
+                handle.remove()
+            self._report(active, call)
+
+    # --- hooks ------------------------------------------------------------------------------------------------
+
+    def _install(self, dm: torch.nn.Module, active: list[DitApplication], call: _Call) -> list:
+        sites: dict[tuple, list[tuple[DitApplication, Target]]] = {}
+        for app in active:
+            for target in app.targets:
+                sites.setdefault((target.stream, target.index), []).append((app, target))
+        handles = []
+        for site, users in sites.items():
+            stream, index = site
+            if stream == "joint":
+                attn = dm.joint_blocks[index].x_block.attn
+                handles.append(attn.qkv.register_forward_hook(self._capture_sd3(site, call, attn)))
+                handles.append(attn.proj.register_forward_pre_hook(self._inject_input(site, call, users, 0)))
+                continue
+            block = (dm.double_blocks if stream == "double" else dm.single_blocks)[index]
+            norm = block.img_attn.norm if stream == "double" else block.norm
+            handles.append(norm.register_forward_hook(self._capture_q(site, call)))
+            post = [u for u in users if u[0].kind.kind == "xlabs_flux"]
+            pre = [u for u in users if u[0].kind.kind != "xlabs_flux"]
+            if post:  # XLabs: added to the block's image output, after its MLP
+                handles.append(block.register_forward_hook(self._inject_block_output(site, call, post)))
+            if pre and stream == "double":  # InstantX: into the attention output, before img_attn.proj
+                handles.append(block.img_attn.proj.register_forward_pre_hook(self._inject_input(site, call, pre, 0)))
+            elif pre:  # InstantX single block: the attention half of linear2's input (text rows too)
+                handles.append(block.linear2.register_forward_pre_hook(
+                    self._inject_input(site, call, pre, call.txt_len, width=int(block.hidden_size))))
+        return handles
+
+    @staticmethod
+    def _capture_q(site: tuple, call: _Call) -> Callable:
+        def hook(module, args, output):
+            call.captured[site] = (output[0],)
+            call.fired.add(site)
+        return hook
+
+    @staticmethod
+    def _capture_sd3(site: tuple, call: _Call, attn: torch.nn.Module) -> Callable:
+        def hook(module, args, output):
+            b, length, _ = output.shape
+            q, k, v = output.reshape(b, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+            call.captured[site] = (q, k, v)
+            call.fired.add(site)
+        return hook
+
+    @staticmethod
+    def _terms(site: tuple, call: _Call, users: list, lead: int) -> torch.Tensor | None:
+        captured = call.captured.get(site)
+        if captured is None:
+            return None
+        total = None
+        for app, target in users:
+            if site[0] == "joint":
+                term = _sd3_term(app, target, call, captured)
+            else:
+                term = _flux_term(app, target, call, captured[0], lead)
+            total = term if total is None else total + term
+        call.applied.add(site)
+        return total
+
+    def _inject_input(self, site: tuple, call: _Call, users: list, lead: int, width: int | None = None) -> Callable:
+        def hook(module, args):
+            total = self._terms(site, call, users, lead)
+            if total is None:
+                return None
+            x = args[0]
+            if width is None:
+                x = x + total.to(x.dtype)
+            else:
+                x = torch.cat([x[..., :width] + total.to(x.dtype), x[..., width:]], dim=-1)
+            return (x, *args[1:])
+        return hook
+
+    def _inject_block_output(self, site: tuple, call: _Call, users: list) -> Callable:
+        def hook(module, args, output):
+            total = self._terms(site, call, users, 0)
+            if total is None:
+                return None
+            img, *rest = output
+            return (img + total.to(img.dtype), *rest)
+        return hook
+
+    def _report(self, active: list[DitApplication], call: _Call) -> None:
+        """Warn once per adapter and block that a targeted block never ran its hooked modules."""
+        for app in active:
+            missed = [t for t in app.targets if (t.stream, t.index) not in call.applied]
+            key = (id(app), tuple((t.stream, t.index) for t in missed))
+            if not missed or key in self._warned:
+                continue
+            self._warned.add(key)
+            names = ", ".join(f"{t.stream} {t.index}" for t in missed[:8]) + ("…" if len(missed) > 8 else "")
+            log.warning(
+                "IPAdapter (%s): the image prompt did not act in %d block(s) (%s) during a model call: those blocks "
+                "were skipped (e.g. skip-layer guidance, a block cache) or replaced by another node that does not run "
+                "the original block.", app.label, len(missed), names)
