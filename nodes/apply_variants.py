@@ -15,6 +15,7 @@ from .apply import IPAdapterEmbeds
 from .apply_core import ApplyOptions, adapter_of, apply_embeds, apply_tokens, check_mask, check_model, check_not_face
 from .declared import BATCH, OPTIONAL, STANDARD, Declared
 from .faceid_embeds import face_tokens
+from .model_family import model_layout
 
 
 def _prepare(model, ipadapter, clip_vision):
@@ -131,7 +132,11 @@ class IPAdapterMS(_ImageVariant):
 
     def options(self, model, layer_weights="", **inputs) -> ApplyOptions:
         opts = super().options(model, **inputs)
-        layers = (site.transformer_index for site in host.model_sites(model))
+        layout = model_layout(model)
+        if layout is not None:  # transformers: the adapter's block entries (Flux: double, then single blocks)
+            layers = range(layout.double + layout.single)
+        else:
+            layers = (site.transformer_index for site in host.model_sites(model))
         opts.layer_weights = parsing.layer_weights(layer_weights, layers)
         if opts.layer_weights is not None and opts.weight_type not in ("style transfer precise", "composition precise"):
             opts.weight_type = "linear"
