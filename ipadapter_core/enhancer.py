@@ -5,7 +5,7 @@ image as an n x n grid of crops and merges the crops' outputs back into the shap
 
 * hidden states ``[n*n, 1+g*g, D]``: each crop's g x g patch tokens go back to their place in a
   (g*n) x (g*n) grid, average-pooled to g x g (each output token = the mean of an n x n block);
-  the CLS token is the mean of the crops' CLS tokens;
+  the CLS token is the mean of the crops' CLS tokens (SigLIP has none: ``[n*n, g*g, D]``);
 * pooled ``image_embeds`` ``[n*n, D]``: the mean over the crops. The incumbent reshaped the
   D-vector into a sqrt(D) x sqrt(D) "image" and pooled that, which fails for 768- and 1280-wide
   encoders (ViT-L-336, bigG) and has no meaning for a projected vector; the mean works for any D
@@ -43,22 +43,29 @@ def split_tiles(image: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def merge_hidden_states(states: torch.Tensor, n: int) -> torch.Tensor:
-    """``[B*n*n, 1+g*g, D]`` (each image's n*n crops in row-major order) -> ``[B, 1+g*g, D]``."""
+    """``[B*n*n, c+g*g, D]`` (each image's n*n crops in row-major order) -> ``[B, c+g*g, D]``.
+
+    ``c`` is 1 for CLIP (a CLS token first) and 0 for SigLIP (patch tokens only, e.g. 729 = 27 x 27).
+    """
     total, tokens, dim = states.shape
-    g = round((tokens - 1) ** 0.5)
-    if g * g != tokens - 1 or total % (n * n):
+    cls_tokens = 0 if round(tokens ** 0.5) ** 2 == tokens else 1
+    g = round((tokens - cls_tokens) ** 0.5)
+    if g * g != tokens - cls_tokens or total % (n * n):
         raise IPAdapterError(
             f"Cannot merge {total} tiles' hidden states of {tokens} tokens into {n}x{n} grids.",
-            expected="CLIP vision hidden states with one CLS token and a square patch grid (257 or 577 tokens)",
-            fix="Use a standard CLIP vision encoder (ViT-H, ViT-bigG or ViT-L-336) with the enhancer.",
+            expected="CLIP vision hidden states with a square patch grid (257 or 577 tokens with CLS, SigLIP's 729)",
+            fix="Use a standard CLIP vision encoder (ViT-H, ViT-bigG, ViT-L or SigLIP) with the enhancer.",
             input="clip_vision",
         )
     b = total // (n * n)
-    x = states.reshape(b, n, n, 1 + g * g, dim)
+    x = states.reshape(b, n, n, tokens, dim)
+    patches = x[..., cls_tokens:, :].reshape(b, n, n, g, g, dim).permute(0, 5, 1, 3, 2, 4).reshape(
+        b, dim, n * g, n * g)
+    pooled = F.adaptive_avg_pool2d(patches, (g, g)).flatten(2).transpose(1, 2)  # [B, g*g, D]
+    if not cls_tokens:
+        return pooled
     cls = x[..., 0, :].mean(dim=(1, 2)).unsqueeze(1)  # [B, 1, D]
-    patches = x[..., 1:, :].reshape(b, n, n, g, g, dim).permute(0, 5, 1, 3, 2, 4).reshape(b, dim, n * g, n * g)
-    pooled = F.adaptive_avg_pool2d(patches, (g, g))  # [B, D, g, g]
-    return torch.cat([cls, pooled.flatten(2).transpose(1, 2)], dim=1)
+    return torch.cat([cls, pooled], dim=1)
 
 
 def merge_pooled(embeds: torch.Tensor, n: int) -> torch.Tensor:

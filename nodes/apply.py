@@ -56,7 +56,7 @@ class IPAdapterEmbeds(Declared):
         pos_embed = _embeds(pos_embed, kind, "pos_embed")
         if neg_embed is None:
             cv = None
-            if kind.uses_hidden_states:
+            if encoding.negative_needs_encoder(kind):
                 cv = encoding.require_clip_vision(clip_vision or pipeline.clip_vision, kind)
             neg_embed = encoding.negative(cv, kind, pos_embed, None)
         else:
@@ -81,6 +81,12 @@ def _embeds(t, kind, input: str):
         raise IPAdapterError(
             "These are pooled image embeds but the adapter needs hidden states.",
             expected="embeds from 'IPAdapter Encoder' given this plus/full-face adapter",
+            fix="Re-encode the image with this adapter connected to the Encoder.", input=input,
+        )
+    if kind.is_transformer and not kind.uses_hidden_states and t.dim() != 2:
+        raise IPAdapterError(
+            f"These embeds are hidden states {tuple(t.shape)}, but the {kind.label} adapter reads one pooled vector "
+            "per image.", expected=f"embeds from 'IPAdapter Encoder' given this {kind.family_name} adapter",
             fix="Re-encode the image with this adapter connected to the Encoder.", input=input,
         )
     return t.float()

@@ -132,6 +132,11 @@ def wrong_encoder(clip_vision, kind: ModelKind, out: dict[str, torch.Tensor], wi
     )
 
 
+def negative_needs_encoder(kind: ModelKind) -> bool:
+    """Whether ``negative`` runs the encoder (a black image) when no negative image or embeds are given."""
+    return kind.kind == "xlabs_flux" or (kind.uses_hidden_states and not kind.is_transformer)
+
+
 def negative(clip_vision, kind: ModelKind, cond: torch.Tensor, image_negative: torch.Tensor | None,
              clip_vision_file: str | None = None) -> torch.Tensor:
     """The unconditional embeds: the negative image's, else zeros (pooled) or a black image's states."""

@@ -78,7 +78,18 @@ def test_pooled_embeds_are_the_mean_over_each_images_crops(width):
 
 def test_states_without_a_square_patch_grid_are_refused():
     with pytest.raises(IPAdapterError, match="clip_vision"):
-        merge_hidden_states(torch.zeros(4, 256, 8), 2)
+        merge_hidden_states(torch.zeros(4, 255, 8), 2)
+
+
+def test_siglip_states_have_no_cls_token_and_merge_as_a_patch_grid():
+    """SigLIP (SD3.5's encoder): g*g tokens, no CLS. Tile (i, j)'s token block lands at grid block (i, j)."""
+    g, n = 3, 2
+    tiles = torch.stack([torch.full((g * g, 1), float(t)) for t in range(n * n)])  # tile t: all values t
+    merged = merge_hidden_states(tiles, n)
+    assert merged.shape == (1, g * g, 1)
+    grid = torch.arange(n * n, dtype=torch.float32).reshape(n, n).repeat_interleave(g, 0).repeat_interleave(g, 1)
+    expected = torch.nn.functional.adaptive_avg_pool2d(grid[None, None], (g, g)).reshape(1, g * g, 1)
+    torch.testing.assert_close(merged, expected)
 
 
 def test_mix_blends_per_image_when_unfolded_and_adds_entries_otherwise():

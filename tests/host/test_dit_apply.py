@@ -227,3 +227,23 @@ def test_fp16_model_with_an_fp32_stored_adapter(pack, ipadapter_dir, host_dirs):
         base = dc.sample(model, family, cfg=3.0)
         out = dc.sample(dc.apply(model, ip, dc.reference_image(), dc.encoder_for(name, encs)), family, cfg=3.0)
         assert not torch.equal(out, base)
+
+
+def test_encoder_then_embeds_equals_the_advanced_node(case):
+    pos, neg = harness.run_node("IPAdapterEncoder", ipadapter=case["ip"], image=case["image"], weight=1.0,
+                                clip_vision=case["cv"])
+    via_embeds = harness.run_node("IPAdapterEmbeds", model=case["model"], ipadapter=case["ip"], pos_embed=pos,
+                                  weight=1.0, weight_type="linear", start_at=0.0, end_at=1.0,
+                                  embeds_scaling="V only", neg_embed=neg, clip_vision=case["cv"])[0]
+    assert torch.equal(dc.sample(via_embeds, case["family"], cfg=3.0), dc.sample(_apply(case), case["family"], cfg=3.0))
+
+
+def test_batch_and_enhancer_nodes_act_on_transformers(case):
+    two = torch.cat([dc.reference_image(1), dc.reference_image(2)])
+    batch = dc.apply(case["model"], case["ip"], two, case["cv"], node="IPAdapterBatch", encode_batch_size=0)
+    out = dc.sample(batch, case["family"], batch=2)
+    assert not torch.equal(out, dc.sample(case["model"], case["family"], batch=2))
+    enhanced = dc.apply(case["model"], case["ip"], dc.reference_image(size=112), case["cv"],
+                        node="IPAdapterClipVisionEnhancer", enhance_tiles=2, enhance_ratio=0.5)
+    plain = dc.apply(case["model"], case["ip"], dc.reference_image(size=112), case["cv"])
+    assert not torch.equal(dc.sample(enhanced, case["family"]), dc.sample(plain, case["family"]))
