@@ -2,7 +2,9 @@
 
 Users who hit "model not found" often cannot run a graph at all, so the same report the
 ``IPAdapterDoctor`` node shows is available here: it reads the ComfyUI folder (its ``models/`` and
-``extra_model_paths.yaml``) and identifies every file by content. Nothing here imports ComfyUI.
+``extra_model_paths.yaml``) and identifies every file by content: UNet adapters, the Flux.1 (XLabs,
+InstantX) and SD3.5 (InstantX) ones, and the CLIP ViT / SigLIP encoder each needs. Nothing here
+imports ComfyUI.
 """
 
 from __future__ import annotations

@@ -10,12 +10,13 @@ import importlib.metadata
 import os
 import platform
 import sys
+from types import SimpleNamespace
 
 import yaml
 
 from . import __version__, config
 from .inventory import FileReport, scan
-from .presets import find_file
+from .presets import find_file, preset_entry
 
 FOLDER_KEYS = ("ipadapter", "clip_vision", "loras")
 
@@ -51,23 +52,37 @@ def environment(comfyui_version: str | None) -> list[tuple[str, str]]:
 
 
 def preset_gaps(adapters: list[FileReport], clip_visions: list[FileReport]) -> list[str]:
-    """For each preset and family: ready, or what is missing and where to get it."""
+    """For each preset and family: ready, or what is missing or wrong (by content) and where to get it."""
     lines = []
-    adapter_names = [os.path.basename(r.path) for r in adapters]
+    by_name = {os.path.basename(r.path): r for r in adapters}
     for preset, families in config.presets().items():
-        for family, entry in families.items():
-            if "unsupported" in entry:
+        for family, row in families.items():
+            if "unsupported" in row:
                 continue
-            enc = config.encoders()[entry["encoder"]]
-            found = find_file(adapter_names, entry["patterns"])
-            have_enc = find_file([os.path.basename(r.path) for r in clip_visions], [enc["pattern"]])
+            entry = preset_entry(preset, family)
+            enc = config.encoders()[entry.encoder]
+            found = find_file(list(by_name), entry.patterns)
+            problem = entry.content_problem(_as_kind(by_name[found])) if found else None
+            needs_head = found is not None and by_name[found].encoder_output == "siglip_pooled"
+            encoders = [r for r in clip_visions if find_file([os.path.basename(r.path)], [enc["pattern"]])
+                        and (r.pooling_head or not needs_head)]
+            have_enc = find_file([os.path.basename(r.path) for r in encoders], [enc["pattern"]])
+            if problem:
+                lines.append(f"  wrong    {preset} [{family}]: {found}: {problem}; get {entry.file} from {entry.url}")
+                continue
             if found and have_enc:
                 lines.append(f"  ready    {preset} [{family}]: {found} + {have_enc}")
                 continue
-            missing = [] if found else [f"{entry['file']} -> models/ipadapter ({entry['url']})"]
-            missing += [] if have_enc else [f"{enc['file']} -> models/clip_vision ({enc['url']})"]
+            missing = [] if found else [f"{entry.file} -> models/ipadapter ({entry.url})"]
+            head = " with vision_model.head.* (the attention-pooling head)" if needs_head else ""
+            missing += [] if have_enc else [f"{enc['file']}{head} -> models/clip_vision ({enc['url']})"]
             lines.append(f"  missing  {preset} [{family}]: " + "; ".join(missing))
     return lines
+
+
+def _as_kind(r: FileReport) -> SimpleNamespace:
+    """What ``PresetEntry.content_problem`` reads, from a file's report."""
+    return SimpleNamespace(kind=r.kind, tokens=r.tokens, label=r.label or r.kind)
 
 
 def report(folders: dict[str, list[str]], comfyui_version: str | None = None) -> str:

@@ -27,7 +27,12 @@ MAX_HEADER = 1 << 20  # our headers are tiny; anything bigger is not ours
 def describe(embeds: torch.Tensor) -> dict[str, str]:
     """What can be told from the tensor alone: its shape, the encoder output and, if known, the encoder."""
     output = "image_embeds" if embeds.dim() == 2 else "penultimate_hidden_states"
-    encoder = config.encoder_for_output(output, int(embeds.shape[-1])) or ""
+    # Widths alone cannot tell every encoder apart (768: ViT-L at 224 or 336 px; 1152: SigLIP pooled or hidden):
+    # name one only when exactly one row fits.
+    fits = {config.encoder_for_output(output, int(embeds.shape[-1]), size) for size in (224, 336, 384)} - {None}
+    if output == "image_embeds":
+        fits |= {config.encoder_for_output("siglip_pooled", int(embeds.shape[-1]))} - {None}
+    encoder = fits.pop() if len(fits) == 1 else ""
     return {"shape": json.dumps(list(embeds.shape)), "encoder_output": output, "encoder": encoder}
 
 

@@ -3,13 +3,15 @@
 A model file is untrusted input: ``.bin``/``.pt`` files are pickles, so they are only read with
 ``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
 Both published containers are accepted: the nested ``.bin`` dict and the flat, prefixed
-``.safetensors`` layout.
+``.safetensors`` layout, plus XLabs' flat Flux layout, renamed at load time to the same two sections
+(diffusers' naming) so everything downstream reads one layout.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +24,13 @@ PICKLE_EXT = (".bin", ".pt", ".pth", ".ckpt", ".ipadpt")
 # The Kolors FaceID file calls the attention weights "adapter_modules".
 ADAPTER_SECTION_NAMES = ("ip_adapter", "adapter_modules")
 
+# XLabs flux-ip-adapter: ``ip_adapter_proj_model.*`` (the projection) and one K/V pair per double block.
+XLABS_PROJ_PREFIX = "ip_adapter_proj_model."
+_XLABS_KV = re.compile(r"^double_blocks\.(\d+)\.processor\.ip_adapter_double_stream_([kv])_proj\.(weight|bias)$")
+
+# Key prefixes that mark a flat file as an IP-Adapter (the doctor's cheap first look).
+ADAPTER_KEY_PREFIXES = ("image_proj.", *(f"{s}." for s in ADAPTER_SECTION_NAMES), XLABS_PROJ_PREFIX)
+
 
 @dataclass
 class AdapterWeights:
@@ -32,8 +41,12 @@ class AdapterWeights:
     path: str = ""
 
 
-def load_tensor_file(path: str) -> dict:
-    """Load a state dict from ``.safetensors`` or a weights-only pickle; refuse everything else."""
+def load_tensor_file(path: str, mmap: bool = False) -> dict:
+    """Load a state dict from ``.safetensors`` or a weights-only pickle; refuse everything else.
+
+    ``mmap`` maps a pickle's tensors instead of reading them (zip-format files only; older ones are
+    read in full): for callers that only look at shapes, e.g. the doctor naming a 5 GB file.
+    """
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise IPAdapterError(
@@ -44,7 +57,7 @@ def load_tensor_file(path: str) -> dict:
     if ext in SAFETENSORS_EXT:
         return _load_safetensors(path, name)
     if ext in PICKLE_EXT:
-        return _load_pickle(path, name)
+        return _load_pickle(path, name, mmap)
     raise IPAdapterError(
         f"'{name}' has the extension '{ext}', which this pack does not read.",
         expected="a .safetensors file (preferred) or a PyTorch .bin/.pt/.pth file",
@@ -76,9 +89,14 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_weights_only(path: str, name: str, *, expected: str, fix_refused: str, fix_broken: str,
-                      input: str | None = None) -> object:
+                      input: str | None = None, mmap: bool = False) -> object:
     """``torch.load(weights_only=True)``: a pickle holding anything but tensors and plain containers is
     refused before any of it runs; every failure becomes an IPAdapterError with the caller's wording."""
+    if mmap:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # a legacy (non-zip) pickle cannot be mapped: read it below, with full errors
+            pass
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -91,12 +109,12 @@ def load_weights_only(path: str, name: str, *, expected: str, fix_refused: str, 
                              expected=expected, fix=fix_broken, input=input) from None
 
 
-def _load_pickle(path: str, name: str) -> dict:
+def _load_pickle(path: str, name: str, mmap: bool = False) -> dict:
     data = load_weights_only(
         path, name, expected="a weights-only file: tensors in plain dicts/lists (a complete .bin/.pt file)",
         fix_refused="Use the official .safetensors or .bin release of this model; never load model files from "
         "untrusted sources.",
-        fix_broken="The file is probably truncated or not a model; download it again.",
+        fix_broken="The file is probably truncated or not a model; download it again.", mmap=mmap,
     )
     if not isinstance(data, dict):
         raise IPAdapterError(
@@ -112,7 +130,17 @@ def split_adapter_sections(sd: dict, source: str = "") -> AdapterWeights:
     name = os.path.basename(source) or "the adapter"
     image_proj: dict[str, torch.Tensor] = {}
     ip_adapter: dict[str, torch.Tensor] = {}
-    if isinstance(sd.get("image_proj"), dict):
+    if any(isinstance(k, str) and k.startswith(XLABS_PROJ_PREFIX) for k in sd):
+        image_proj, ip_adapter = _split_xlabs(sd)
+        if not ip_adapter:
+            raise IPAdapterError(
+                f"{name} looks like an XLabs Flux IP-Adapter (it has {XLABS_PROJ_PREFIX}* weights) but holds none "
+                "of its per-block K/V weights.",
+                expected="double_blocks.{i}.processor.ip_adapter_double_stream_{k,v}_proj.{weight,bias} for every "
+                "double block",
+                fix="The file is incomplete or was saved by another tool: download flux-ip-adapter(-v2) again.",
+            )
+    elif isinstance(sd.get("image_proj"), dict):
         image_proj = dict(sd["image_proj"])
         for section in ADAPTER_SECTION_NAMES:
             if isinstance(sd.get(section), dict):
@@ -137,6 +165,25 @@ def split_adapter_sections(sd: dict, source: str = "") -> AdapterWeights:
             "IP-Adapter files in models/ipadapter.",
         )
     return AdapterWeights(image_proj=image_proj, ip_adapter=ip_adapter, path=source)
+
+
+def _split_xlabs(sd: dict) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """XLabs' flat file -> ``image_proj`` {proj, norm} and ``ip_adapter`` {"{i}.to_{k,v}_ip.{weight,bias}"}.
+
+    ``single_blocks.*`` (and anything else) is dropped: no reference loader reads it, and the double
+    blocks are the only injection sites.
+    """
+    image_proj: dict[str, torch.Tensor] = {}
+    ip_adapter: dict[str, torch.Tensor] = {}
+    for key, value in sd.items():
+        if not isinstance(value, torch.Tensor):
+            continue
+        if key.startswith(XLABS_PROJ_PREFIX):
+            image_proj[key[len(XLABS_PROJ_PREFIX):]] = value
+        elif (m := _XLABS_KV.match(key)) is not None:
+            block, kv, param = m.groups()
+            ip_adapter[f"{int(block)}.to_{kv}_ip.{param}"] = value
+    return image_proj, ip_adapter
 
 
 def load_adapter_file(path: str) -> AdapterWeights:

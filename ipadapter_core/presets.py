@@ -6,13 +6,19 @@ import difflib
 import os
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from . import config
 from .errors import IPAdapterError
 
+FAMILIES = ("sd15", "sdxl", "flux", "sd3")  # preset rows; Kolors checkpoints use the sdxl rows
+
 
 @dataclass(frozen=True)
 class PresetEntry:
+    """One preset's file for one base family. ``tokens``: the token count the file must also have, where one
+    kind has several releases (XLabs v1/v2)."""
+
     preset: str
     family: str
     patterns: tuple[str, ...]
@@ -20,6 +26,15 @@ class PresetEntry:
     url: str
     encoder: str
     kind: str
+    tokens: int | None = None
+
+    def content_problem(self, kind: Any) -> str | None:
+        """Why an adapter whose content is ``kind`` (a ModelKind) is not this preset's file, or None if it is."""
+        if kind.kind != self.kind:
+            return f"its content is a {kind.label} adapter, not the {self.kind} kind '{self.preset}' needs"
+        if self.tokens is not None and kind.tokens != self.tokens:
+            return f"it is a {kind.label} adapter, but '{self.preset}' needs the {self.tokens}-token release"
+        return None
 
 
 def preset_entry(preset: str, family: str) -> PresetEntry:
@@ -34,8 +49,9 @@ def preset_entry(preset: str, family: str) -> PresetEntry:
         raise IPAdapterError(f"The preset '{preset}' cannot be used with this checkpoint: {reason}",
                              expected="a preset available for this base model", fix="Pick another preset.",
                              input="preset")
+    cfg = config.load_config()
     return PresetEntry(preset, family_key, tuple(entry["patterns"]), entry["file"], entry["url"], entry["encoder"],
-                       config.load_config()["preset_kinds"][preset])
+                       cfg["preset_kinds"][preset], cfg.get("preset_tokens", {}).get(preset))
 
 
 def find_file(names: list[str], patterns: tuple[str, ...] | list[str]) -> str | None:

@@ -9,7 +9,8 @@ from . import base, host
 class IPAdapterDoctor(base.Node):
     DISPLAY_NAME = "IPAdapter Doctor"
     DESCRIPTION = ("Report versions, ONNX Runtime providers, every model file in the ipadapter/clip_vision/loras "
-                   "folders identified by content, and what each unified-loader preset still needs.")
+                   "folders identified by content (SD1.5/SDXL/Kolors, Flux.1 XLabs/InstantX and SD3.5 InstantX "
+                   "adapters, each with the encoder it needs), and what each unified-loader preset still needs.")
     CATEGORY = "ipadapter/utils"
     RETURN_TYPES = ("STRING",)
     RETURN_NAMES = ("report",)

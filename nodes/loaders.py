@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..ipadapter_core import config
+from ..ipadapter_core.dit.siglip_head import read_head_tensors
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.presets import find_file, not_found, preset_entry
 from . import base, host
@@ -81,11 +82,10 @@ class IPAdapterUnifiedLoader(base.Node):
         chained = ipadapter if isinstance(ipadapter, Pipeline) else Pipeline()
         adapter_path = self._find(host.FOLDER, "IP-Adapter", entry.patterns, entry.file, entry.url)
         adapter = load_adapter(adapter_path)
-        if adapter.kind.kind != entry.kind or (entry.tokens and adapter.kind.tokens != entry.tokens):
-            need = entry.kind + (f" ({entry.tokens} tokens)" if entry.tokens else "")
+        problem = entry.content_problem(adapter.kind)
+        if problem:
             raise IPAdapterError(
-                f"'{os.path.basename(adapter_path)}' matches the preset's file name, but its content is a "
-                f"{adapter.kind.label} adapter, not the {need} kind '{preset}' needs.",
+                f"'{os.path.basename(adapter_path)}' matches the preset's file name, but {problem}.",
                 expected=f"{entry.file}", fix=f"Replace the file with {entry.file} from {entry.url}.", input="preset",
             )
         encoder = config.encoders()[entry.encoder]
@@ -93,17 +93,23 @@ class IPAdapterUnifiedLoader(base.Node):
                 find_file([os.path.basename(chained.clip_vision_file)], [encoder["pattern"]]):
             cv_path, clip_vision = chained.clip_vision_file, chained.clip_vision
         else:
-            cv_path = self._find("clip_vision", "CLIP vision", [encoder["pattern"]], encoder["file"], encoder["url"])
+            cv_path = self._find("clip_vision", "CLIP vision", [encoder["pattern"]], encoder["file"], encoder["url"],
+                                 prefer_head=adapter.kind.encoder_output == "siglip_pooled")
             clip_vision = CLIP_VISIONS.get(cv_path, host.load_clip_vision)
         return (model, chained.with_(adapter=adapter, adapter_file=adapter_path, clip_vision=clip_vision,
                                      clip_vision_file=cv_path))
 
     @staticmethod
-    def _find(folder_key: str, what: str, patterns, file: str, url: str) -> str:
+    def _find(folder_key: str, what: str, patterns, file: str, url: str, prefer_head: bool = False) -> str:
+        """The first file matching the preset's patterns; with ``prefer_head`` (InstantX Flux), the first
+        SigLIP file that also holds the pooling head, if any does (a headless rehost may sort first)."""
         names = host.list_files(folder_key)
         found = find_file(names, patterns)
         if found is None:
             raise not_found(what, folder_key, host.folder_paths_for(folder_key), names, patterns, file, url)
+        if prefer_head:
+            matching = [n for n in sorted(names) if find_file([n], patterns)]
+            found = next((n for n in matching if read_head_tensors(host.full_path(folder_key, n)) is not None), found)
         return host.full_path(folder_key, found)
 
 
