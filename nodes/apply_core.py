@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..ipadapter_core.adapter import build_application, fit_rows
@@ -13,24 +11,10 @@ from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
 from ..ipadapter_core.weighting import resolve
 from . import dit_apply, encoding, host
+from .apply_options import ApplyOptions
+from .faceid_embeds import face_tokens
 from .model_family import REFINER_FIX, describe_context, model_layout
 from .pipeline import Pipeline
-
-
-@dataclass
-class ApplyOptions:
-    weight: float = 1.0
-    weight_type: str = "linear"
-    combine_embeds: str = "concat"
-    start_at: float = 0.0
-    end_at: float = 1.0
-    embeds_scaling: str = "V only"
-    unfold: bool = False
-    composition_weight: float = 1.0
-    style_boost: float | None = None
-    composition_boost: float | None = None
-    layer_weights: dict[int, float] | None = None
-    v_norm: bool = False  # InstantX Flux: the ComfyUI-IPAdapter-Flux reading (values RMS-normalised too)
 
 
 def adapter_of(pipeline: Pipeline | None) -> Pipeline:
@@ -183,8 +167,6 @@ def apply_images(model, pipeline, image, opts: ApplyOptions, image_negative=None
     if kind.face:
         if pipeline.insightface is None and insightface is None:
             check_not_face(kind)
-        from .faceid_embeds import face_tokens  # imports this module: a top-level import would be circular
-
         w2 = weight_faceidv2 if weight_faceidv2 is not None else 2 * split_weight(opts.weight, False)[0]
         cond, uncond, _ = face_tokens(pipeline, kind, image, image_negative, clip_vision, w2, opts,
                                       insightface=insightface, model=model)

@@ -16,7 +16,7 @@ from ..ipadapter_core.embeds import check_finite, combine
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
 from . import encoding, host
-from .apply_core import ApplyOptions
+from .apply_options import ApplyOptions
 from .pipeline import Pipeline
 
 log = logging.getLogger("ipadapter_suite.faceid")

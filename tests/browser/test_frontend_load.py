@@ -5,7 +5,10 @@ shares the id ``IPAdapterEncoder``, batch embeds, masked tiles, a 3-item list fr
 page calls ``app.loadGraphData`` and we check: no missing-node report (neither the dialog nor a node
 the graph could not create), and every node's serialized ``widgets_values`` equals the file's (after
 the pack's extension migrated v1 layouts: the expected values come from the Python mirror of it).
-A workflow with an unknown node type must show the report, so the check itself is tested.
+A workflow with an unknown node type must show the report, so the check itself is tested. The shipped
+set includes the Flux / SD3.5 examples, whose core nodes (UNETLoader, DualCLIPLoader, TripleCLIPLoader,
+FluxGuidance, EmptySD3LatentImage, ConditioningZeroOut) must open like ours; ``test_dit_examples_are_shipped``
+keeps them in the parametrisation.
 
 Needs ComfyUI and a Chromium (Debian: ``apt-get install chromium``); skips with one line otherwise.
 """
@@ -26,6 +29,7 @@ import pytest
 
 from ipadapter_cli.workflow import WORKFLOWS_DIR
 from tests.host import v1_workflows as v1
+from tests.host.example_workflows import DIT
 from tests.host.server_fixtures import demo_server  # noqa: F401  (fixture)
 
 aiohttp = pytest.importorskip("aiohttp")
@@ -177,6 +181,11 @@ def check_loaded(result: dict, expected: dict, label: str) -> None:
         saved = node.get("widgets_values") or []
         got = loaded["widgets_values"] or []
         assert _same(got[:len(saved)], saved), f"{label}: {node['type']} #{node['id']}: {got} != file {saved}"
+
+
+def test_dit_examples_are_shipped():
+    """The glob above is what puts the transformer examples under the browser check: fail if one goes missing."""
+    assert {f"{stem}.json" for stem in DIT} <= set(WORKFLOWS), sorted(WORKFLOWS)
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)

@@ -1,13 +1,15 @@
 """The shipped example workflows (``workflows/*.json`` + ``.jpg``), described once and generated.
 
 ``python -m tests.host.example_workflows`` (with ComfyUI at $COMFYUI_PATH or ~/ComfyUI) rewrites
-the files listed in ``EXAMPLES``; the basic/plus/FaceID examples are maintained by hand. Each graph
-is SD1.5, uses the demo reference picture name, and carries ``properties.models`` download hints
-on its loaders.
+the files listed in ``EXAMPLES`` (or only the names given as arguments); the basic/plus/FaceID examples
+are maintained by hand. Each graph uses the demo reference picture name and carries
+``properties.models`` download hints on its loaders. Most are SD1.5; the ``DIT`` ones show the
+transformer adapters on Flux.1-dev and SD3.5-Large with ComfyUI's own split-file loaders.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from tests.host.workflow_builder import N, build, save, thumbnail
@@ -174,6 +176,129 @@ def tiled() -> tuple[list, list]:
     return nodes, links
 
 
+# --- diffusion transformers: Flux.1-dev and SD3.5-Large with split model files --------------------------
+
+BFL = "https://huggingface.co/black-forest-labs/FLUX.1-dev/resolve/main/"
+FLUX_TE = "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/"
+SAI = "https://huggingface.co/stabilityai/stable-diffusion-3.5-large/resolve/main/"
+SD35_TE = "https://huggingface.co/Comfy-Org/stable-diffusion-3.5-fp8/resolve/main/text_encoders/"
+VIT_L = {"name": "clip-vit-large-patch14.safetensors", "directory": "clip_vision",
+         "url": "https://huggingface.co/openai/clip-vit-large-patch14/resolve/main/model.safetensors"}
+SIGLIP = {"name": "siglip-so400m-patch14-384.safetensors", "directory": "clip_vision",
+          "url": "https://huggingface.co/google/siglip-so400m-patch14-384/resolve/main/model.safetensors"}
+XLABS_V1 = {"name": "flux-ip-adapter.safetensors", "directory": "ipadapter",
+            "url": "https://huggingface.co/XLabs-AI/flux-ip-adapter/resolve/main/ip_adapter.safetensors"}
+INSTANTX_FLUX = {"name": "FLUX.1-dev-IP-Adapter.bin", "directory": "ipadapter",
+                 "url": "https://huggingface.co/InstantX/FLUX.1-dev-IP-Adapter/resolve/main/ip-adapter.bin"}
+INSTANTX_SD35 = {"name": "SD3.5-Large-IP-Adapter.bin", "directory": "ipadapter",
+                 "url": "https://huggingface.co/InstantX/SD3.5-Large-IP-Adapter/resolve/main/ip-adapter.bin"}
+SD35_VAE = "sd3.5_vae.safetensors"  # SAI ships it as vae/diffusion_pytorch_model.safetensors: saved under this name
+GATED = ("FLUX.1-dev and SD3.5-Large are gated on Hugging Face: accept the licence on the model page and log in "
+         "before downloading.")
+TRANSFORMER_SETTINGS = ("Transformer adapters take weight_type 'linear' and embeds_scaling 'V only' (other values "
+                        "are refused); start_at / end_at work as usual.")
+
+
+def _file(name: str, directory: str, url: str) -> dict:
+    return {"name": name, "directory": directory, "url": url}
+
+
+def dit_common(prompt: str, text_encoders: N, negative: list[N], negative_links: list, latent_values: dict,
+               sampler: dict, unet: dict, vae: dict) -> tuple[list, list]:
+    """Split-file loaders, prompt, latent, sampler, decode, save; the sampler's model is IPAdapterAdvanced's (4)."""
+    nodes = [
+        N(1, "UNETLoader", (40, 400), {"unet_name": unet["name"]}, models=[unet], size=(315, 82)),
+        text_encoders,
+        N(13, "VAELoader", (40, 700), {"vae_name": vae["name"]}, models=[vae], size=(315, 58)),
+        N(5, "CLIPTextEncode", (440, 200), {"text": prompt}, title="Positive prompt", size=(400, 150)),
+        N(7, "EmptySD3LatentImage", (440, 620), latent_values, size=(315, 106)),
+        N(8, "KSampler", (1280, 60), {"seed": 42, **sampler}, size=(315, 262)),
+        N(9, "VAEDecode", (1640, 60), size=(210, 46)),
+        N(10, "SaveImage", (1640, 160), {"filename_prefix": "IPAdapterSuite"}, size=(420, 460)),
+        *negative,
+    ]
+    links = [(1, "MODEL", 2, "model"), (2, "model", 4, "model"), (2, "ipadapter", 4, "ipadapter"),
+             (3, "IMAGE", 4, "image"), (12, 0, 5, "clip"), (7, 0, 8, "latent_image"), (4, 0, 8, "model"),
+             (8, 0, 9, "samples"), (13, 0, 9, "vae"), (9, 0, 10, "images"), *negative_links]
+    return nodes, links
+
+
+def flux(preset: str, hints: list[dict], weight: float, text: str) -> tuple[list, list]:
+    """Flux.1-dev: distilled guidance on the positive, cfg 1 (so the zeroed negative is never sampled)."""
+    encoders = N(12, "DualCLIPLoader", (40, 520), {"clip_name1": "clip_l.safetensors",
+                                                   "clip_name2": "t5xxl_fp16.safetensors", "type": "flux"},
+                 models=[_file("clip_l.safetensors", "text_encoders", FLUX_TE + "clip_l.safetensors"),
+                         _file("t5xxl_fp16.safetensors", "text_encoders", FLUX_TE + "t5xxl_fp16.safetensors")],
+                 size=(315, 130))
+    negative = [N(14, "FluxGuidance", (880, 400), {"guidance": 3.5}, size=(315, 58)),
+                N(6, "ConditioningZeroOut", (880, 520), title="Negative (unused at cfg 1)", size=(315, 26))]
+    nodes, links = dit_common(
+        "a ceramic teapot on a wooden table by a window, soft daylight, high quality", encoders, negative,
+        [(5, 0, 14, "conditioning"), (14, 0, 8, "positive"), (5, 0, 6, "conditioning"), (6, 0, 8, "negative")],
+        {"width": 1024, "height": 1024, "batch_size": 1},
+        {"steps": 20, "cfg": 1.0, "sampler_name": "euler", "scheduler": "simple"},
+        _file("flux1-dev.safetensors", "diffusion_models", BFL + "flux1-dev.safetensors"),
+        _file("ae.safetensors", "vae", BFL + "ae.safetensors"))
+    nodes += [loader(2, preset, hints, pos=(440, 60)), image(3, pos=(40, 800)),
+              N(4, "IPAdapterAdvanced", (880, 60), {"weight": weight, "weight_type": "linear",
+                                                     "embeds_scaling": "V only"}, size=(315, 302)),
+              N(11, "Note", (40, 60), [text], size=(380, 300))]
+    return nodes, links
+
+
+def flux_xlabs() -> tuple[list, list]:
+    return flux("FLUX XLABS v1 (ViT-L)", [XLABS_V1, VIT_L], 0.9, (
+        "Flux.1-dev + XLabs IP-Adapter v1 (CLIP ViT-L/14, 224 px). The unified loader finds "
+        "flux-ip-adapter.safetensors (models/ipadapter) and clip-vit-large-patch14.safetensors (models/clip_vision; "
+        "not the text encoder clip_l). Flux-dev here uses ComfyUI's usual cfg 1.0 + FluxGuidance 3.5, so only the "
+        "positive pass is sampled. XLabs v1 is reported best with a true CFG around 3 (InvokeAI's tests; that "
+        "needs a negative pass, e.g. KSampler cfg 3); at cfg 1 start with weight 0.8-1.0, lower it if the reference "
+        "overrides the prompt. For XLabs v2 pick the preset "
+        "'FLUX XLABS v2 (ViT-L)' (flux-ip-adapter-v2.safetensors). " + TRANSFORMER_SETTINGS + " "
+        + GATED))
+
+
+def flux_instantx() -> tuple[list, list]:
+    return flux("FLUX INSTANTX (SigLIP)", [INSTANTX_FLUX, SIGLIP], 0.7, (
+        "Flux.1-dev + InstantX FLUX.1-dev IP-Adapter (SigLIP so400m, 384 px). The unified loader finds "
+        "FLUX.1-dev-IP-Adapter.bin (models/ipadapter) and siglip-so400m-patch14-384.safetensors (models/clip_vision). "
+        "Use Google's full model.safetensors: it contains the vision tower's attention-pooling head "
+        "(vision_model.head.*) that this adapter needs (ComfyUI drops it; the pack reads it from the file). "
+        "Recommended weight 0.6-0.8 (0.7 here) at cfg 1.0 with FluxGuidance 3.5; switch instantx_v_norm on to "
+        "reproduce ComfyUI-IPAdapter-Flux's images. " + TRANSFORMER_SETTINGS + " "
+        + GATED))
+
+
+def sd35_instantx() -> tuple[list, list]:
+    encoders = N(12, "TripleCLIPLoader", (40, 520), {"clip_name1": "clip_l.safetensors",
+                                                     "clip_name2": "clip_g.safetensors",
+                                                     "clip_name3": "t5xxl_fp16.safetensors"},
+                 models=[_file(name, "text_encoders", SD35_TE + name)
+                         for name in ("clip_l.safetensors", "clip_g.safetensors", "t5xxl_fp16.safetensors")],
+                 size=(315, 106))
+    negative = [N(6, "CLIPTextEncode", (440, 400), {"text": NEGATIVE}, title="Negative prompt", size=(400, 150))]
+    nodes, links = dit_common(
+        "a ceramic teapot on a wooden table by a window, soft daylight, high quality", encoders, negative,
+        [(12, 0, 6, "clip"), (5, 0, 8, "positive"), (6, 0, 8, "negative")],
+        {"width": 1024, "height": 1024, "batch_size": 1},
+        {"steps": 28, "cfg": 4.5, "sampler_name": "euler", "scheduler": "sgm_uniform"},
+        _file("sd3.5_large.safetensors", "diffusion_models", SAI + "sd3.5_large.safetensors"),
+        _file(SD35_VAE, "vae", SAI + "vae/diffusion_pytorch_model.safetensors"))
+    nodes += [loader(2, "SD3.5-LARGE INSTANTX (SigLIP)", [INSTANTX_SD35, SIGLIP], pos=(440, 60)),
+              image(3, pos=(40, 800)),
+              N(4, "IPAdapterAdvanced", (880, 60), {"weight": 0.5, "weight_type": "linear",
+                                                     "embeds_scaling": "V only"}, size=(315, 302)),
+              N(11, "Note", (40, 60), [(
+                  "SD3.5-Large + InstantX SD3.5-Large IP-Adapter (SigLIP so400m, 384 px). The unified loader finds "
+                  "SD3.5-Large-IP-Adapter.bin (models/ipadapter) and siglip-so400m-patch14-384.safetensors "
+                  "(models/clip_vision). The model is loaded from Stability's split files: sd3.5_large.safetensors "
+                  "in models/diffusion_models, the three text encoders in models/text_encoders, and the VAE from "
+                  f"the same repository (vae/diffusion_pytorch_model.safetensors, saved as {SD35_VAE} in models/vae). "
+                  "Recommended weight 0.5 (0.4-0.7) with cfg 4.5, 28 steps, euler / sgm_uniform. "
+                  + TRANSFORMER_SETTINGS + " " + GATED)], size=(380, 300))]
+    return nodes, links
+
+
 EXAMPLES = {
     "style_transfer_sd15": style_transfer,
     "style_composition_sd15": style_composition,
@@ -182,13 +307,23 @@ EXAMPLES = {
     "embeds_save_sd15": embeds_save,
     "embeds_load_sd15": embeds_load,
     "tiled_sd15": tiled,
+    "flux_xlabs_ipadapter": flux_xlabs,
+    "flux_instantx_ipadapter": flux_instantx,
+    "sd35_instantx_ipadapter": sd35_instantx,
 }
+DIT = ("flux_xlabs_ipadapter", "flux_instantx_ipadapter", "sd35_instantx_ipadapter")
 
 
-def write_all(classes: dict[str, type], folder: Path = REPO / "workflows") -> list[Path]:
-    """Write every example and its thumbnail; also (re)draws thumbnails of hand-kept workflows lacking one."""
+def write_all(classes: dict[str, type], folder: Path = REPO / "workflows",
+              names: list[str] | None = None) -> list[Path]:
+    """Write the examples (all, or ``names``) and their thumbnails; also draws missing thumbnails of hand-kept ones."""
+    unknown = set(names or []) - set(EXAMPLES)
+    if unknown:
+        raise SystemExit(f"no example named {sorted(unknown)}; known: {', '.join(EXAMPLES)}")
     written = []
     for number, (name, describe) in enumerate(EXAMPLES.items(), start=10):
+        if names and name not in names:
+            continue
         nodes, links = describe()
         workflow = build(classes, nodes, links, f"00000000-0000-4000-8000-{number:012d}")
         save(workflow, folder / f"{name}.json")
@@ -203,7 +338,7 @@ def write_all(classes: dict[str, type], folder: Path = REPO / "workflows") -> li
     return written
 
 
-def main() -> None:
+def main(names: list[str] | None = None) -> None:
     import asyncio
     import tempfile
 
@@ -217,9 +352,9 @@ def main() -> None:
     nodes = harness.boot(root, work / "models")
     asyncio.run(nodes.init_builtin_extra_nodes())
     harness.load_pack(work)
-    for path in write_all(dict(nodes.NODE_CLASS_MAPPINGS)):
+    for path in write_all(dict(nodes.NODE_CLASS_MAPPINGS), names=names):
         print(f"wrote {path.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:] or None)

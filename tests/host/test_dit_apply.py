@@ -247,3 +247,13 @@ def test_batch_and_enhancer_nodes_act_on_transformers(case):
                         node="IPAdapterClipVisionEnhancer", enhance_tiles=2, enhance_ratio=0.5)
     plain = dc.apply(case["model"], case["ip"], dc.reference_image(size=112), case["cv"])
     assert not torch.equal(dc.sample(enhanced, case["family"]), dc.sample(plain, case["family"]))
+
+
+def test_tiled_node_masks_each_tile_on_the_token_grid(case):
+    wide = torch.rand(1, 64, 160, 3, generator=torch.Generator().manual_seed(4))  # cut into several tiles
+    patched, tiles, masks = harness.run_node(
+        "IPAdapterTiled", model=case["model"], ipadapter=case["ip"], image=wide, weight=1.0, weight_type="linear",
+        start_at=0.0, end_at=1.0, sharpening=0.0, embeds_scaling="V only", combine_embeds="concat",
+        encode_batch_size=0, clip_vision=case["cv"])
+    assert tiles.shape[0] > 1 and masks.shape[0] == tiles.shape[0]
+    assert not torch.equal(dc.sample(patched, case["family"], cfg=3.0), case["base"][3.0])
