@@ -21,7 +21,8 @@ from .client import ComfyClient
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACK_LINK = "ipadapter-suite"
 # ``insightface`` is the pack's own folder name (nodes/host.py registers it; packs go in <it>/models/<pack>).
-MODEL_FOLDERS = ("checkpoints", "clip_vision", "ipadapter", "loras", "vae", "embeddings", "insightface")
+MODEL_FOLDERS = ("checkpoints", "diffusion_models", "clip_vision", "ipadapter", "loras", "vae", "embeddings",
+                 "insightface")
 
 
 def find_comfyui(path: str | os.PathLike | None = None) -> Path:
