@@ -35,9 +35,14 @@ def check_model(model, kind: ModelKind) -> None:
     ctx = host.context_dim(model)
     if ctx is None:
         layout = model_layout(model)
-        what = f"a {layout.label} model" if layout else "a model without UNet cross-attention layers"
+        if layout is None:
+            raise IPAdapterError(
+                "This model has neither UNet cross-attention layers nor Flux/SD3 transformer blocks (a video or "
+                "other model family).", expected=f"an SD1.5, SDXL or Kolors model for this {kind.family_name} adapter",
+                fix="IP-Adapters exist for SD1.5, SDXL, Kolors, Flux.1 and SD3.5: connect one of those models.",
+                input="model")
         raise IPAdapterError(
-            f"The adapter is a {kind.family_name} model ({kind.label}) but the model is {what}.",
+            f"The adapter is a {kind.family_name} model ({kind.label}) but the model is a {layout.label} model.",
             expected=f"a {kind.family_name} checkpoint for this adapter",
             fix=f"For Flux and SD3.5 use their own IP-Adapters: {dit_apply.DIT_PRESET_HINT}. Otherwise connect a "
             f"{kind.family_name} checkpoint.",

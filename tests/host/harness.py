@@ -136,6 +136,22 @@ def run_node(node_id: str, **inputs):
         return getattr(cls(), cls.FUNCTION)(**inputs)
 
 
+def error_type() -> type:
+    """The pack's IPAdapterError class (as the loaded pack defines it)."""
+    return pack_module("ipadapter_core.errors").IPAdapterError
+
+
+def assert_actionable(exc: BaseException, *needles: str) -> str:
+    """An error a user can act on: it says what was expected and what to do, names ``needles``, and is no raw
+    shape error. Returns its text."""
+    text = str(exc)
+    assert "Expected:" in text and "What to do:" in text, text
+    for needle in needles:
+        assert needle in text, f"{needle!r} not in:\n{text}"
+    assert "size mismatch" not in text and "mat1 and mat2" not in text, text
+    return text
+
+
 def folder_paths() -> types.ModuleType:
     return _state["folder_paths"]
 

@@ -12,17 +12,7 @@ from tests.fixtures.adapters import adapter_state_dict
 from tests.host import dit_cases as dc
 from tests.host import harness
 
-
-def _error():
-    return harness.pack_module("ipadapter_core.errors").IPAdapterError
-
-
-def _assert_actionable(exc, *needles: str) -> None:
-    text = str(exc)
-    assert "Expected:" in text and "What to do:" in text, text
-    for needle in needles:
-        assert needle in text, f"{needle!r} not in:\n{text}"
-    assert "size mismatch" not in text and "mat1 and mat2" not in text
+_error, _assert_actionable = harness.error_type, harness.assert_actionable
 
 
 @pytest.fixture

@@ -124,3 +124,16 @@ def test_a_flux_preset_on_an_sd15_model_gives_its_reason(folders, unet):
     with pytest.raises(harness.pack_module("ipadapter_core.errors").IPAdapterError) as err:
         _unified(unet("sd15-reduced"), V1)
     assert "Flux" in str(err.value)
+
+
+def test_the_simple_node_takes_standard_and_refuses_the_unet_types(folders):
+    _put(folders, "instantx-sd3", "SD3.5-Large-IP-Adapter.bin", container="bin")
+    _siglip_file(folders, "siglip-so400m-patch14-384.safetensors")
+    model = dc.model("sd3")
+    pipeline = _unified(model, SD3)[1]
+    simple = dict(model=model, ipadapter=pipeline, image=dc.reference_image(), weight=0.8, start_at=0.0, end_at=1.0)
+    patched = harness.run_node("IPAdapter", weight_type="standard", **simple)[0]
+    assert not torch.equal(dc.sample(patched, "sd3"), dc.sample(model, "sd3"))
+    with pytest.raises(harness.error_type()) as err:
+        harness.run_node("IPAdapter", weight_type="style transfer", **simple)
+    harness.assert_actionable(err.value, "linear", "[IPAdapter /")
