@@ -22,6 +22,7 @@ if [[ "${1:-}" == "--quick" ]]; then
   REQUEUE=(--size 64 --steps 2 --requeues 2 --processes 1 --cache warm)
   REQUEUE_LARGE=(--size 128 --steps 2 --requeues 1 --processes 1 --cache warm)
   E2E=(--size 64 --steps 2 --rounds 1)
+  DIT=(--image-tokens 256 --rounds 1 --sd3-rounds 1)
 else
   SITES=()
   IN_STEP=()
@@ -29,6 +30,7 @@ else
   REQUEUE=(--size 64 --steps 2)
   REQUEUE_LARGE=(--size 256 --steps 4 --requeues 3 --processes 1)
   E2E=(--size "${E2E_SIZE:-256}" --steps "${E2E_STEPS:-4}" --rounds "${E2E_ROUNDS:-2}")
+  DIT=(--model)
 fi
 
 run() {  # label, script, then the script's arguments
@@ -52,9 +54,10 @@ run clone_cost clone_cost || status=1
 run requeue requeue "${REQUEUE[@]}" || status=1
 run requeue_large requeue "${REQUEUE_LARGE[@]}" || status=1
 run end_to_end end_to_end "${E2E[@]}" || status=1
+run dit_step dit_step "${DIT[@]}" || status=1
 
 # One summary: each script's report (everything from its title line on).
-for label in patch_sites in_step few_tokens clone_cost requeue requeue_large end_to_end; do
+for label in patch_sites in_step few_tokens clone_cost requeue requeue_large end_to_end dit_step; do
   echo
   echo "==================== $label ===================="
   sed -n '/^IPAdapter Suite:/,$p' "$OUT/$label.log" | grep -v '^wrote '

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 from ..ipadapter_core.dit.application import DitApplication, Target, TransformerLayout
-from ..ipadapter_core.dit.attention import expand_rows, prompt_attention, sd3_prompt_attention, sd3_prompt_kv
+from ..ipadapter_core.dit.attention import expand_rows, prompt_attention_heads, sd3_prompt_attention, sd3_prompt_kv
 
 log = logging.getLogger("ipadapter_suite")
 WRAPPER_KEY = "ipadapter_suite"
@@ -53,6 +53,7 @@ class _Call:
         self.fired: set[tuple] = set()
         self.applied: set[tuple] = set()
         self.sd3_tokens: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.masks: dict[tuple, torch.Tensor | None] = {}
 
     def chunk_rows(self, c: int) -> slice:
         return slice(c * self.per_chunk, (c + 1) * self.per_chunk)
@@ -63,43 +64,53 @@ def _row_mask(app: DitApplication, call: _Call, length: int, lead: int, rows: in
 
     Text rows keep the term (the reference adds it to them unmasked); the main image grid gets the
     mask; rows after it (Kontext reference latents) get none, since the mask places the prompt in
-    the output image."""
+    the output image. Built once per call and layout."""
+    key = (id(app), length, lead, rows, ref.device, ref.dtype)
+    if key in call.masks:
+        return call.masks[key]
     m = app.token_mask(call.grid, ref.device, ref.dtype)
-    if m is None:
-        return None
     main = call.grid[0] * call.grid[1]
-    if lead + main > length:
-        return None
-    m = expand_rows(m, rows)
-    parts = [torch.ones(rows, lead, 1, device=ref.device, dtype=ref.dtype)] if lead else []
-    parts.append(m)
-    if length > lead + main:
-        parts.append(torch.zeros(rows, length - lead - main, 1, device=ref.device, dtype=ref.dtype))
-    return torch.cat(parts, dim=1)
+    if m is not None and lead + main <= length:
+        parts = [torch.ones(rows, lead, 1, device=ref.device, dtype=ref.dtype)] if lead else []
+        parts.append(expand_rows(m, rows))
+        if length > lead + main:
+            parts.append(torch.zeros(rows, length - lead - main, 1, device=ref.device, dtype=ref.dtype))
+        m = torch.cat(parts, dim=1)
+    else:
+        m = None
+    call.masks[key] = m
+    return m
 
 
-def _scaled(app: DitApplication, target: Target, call: _Call, term: torch.Tensor, c: int, lead: int) -> torch.Tensor:
-    """Weight, per-frame weights and mask of one chunk's term ``[rows, L, C]``."""
-    term = term * target.weight
+def _scale_(app: DitApplication, target: Target, call: _Call, term: torch.Tensor, lead: int,
+            heads: bool) -> torch.Tensor:
+    """Weight, per-frame weights and mask of one chunk's term, in place: ``term`` is [rows, H, L, D]
+    (``heads``) or [rows, L, C], a fresh attention output."""
+    term.mul_(target.weight)
+    rows, length = term.shape[0], term.shape[2 if heads else 1]
     if app.frame_weights is not None:
-        term = term * expand_rows(app.frame_weights.to(term), term.shape[0]).reshape(-1, 1, 1)
-    mask = _row_mask(app, call, term.shape[1], lead, term.shape[0], term)
-    return term if mask is None else term * mask
+        term.mul_(expand_rows(app.frame_weights.to(term), rows).reshape(-1, 1, 1, *([1] if heads else [])))
+    mask = _row_mask(app, call, length, lead, rows, term)
+    if mask is not None:
+        term.mul_(mask.unsqueeze(1) if heads else mask)
+    return term
 
 
-def _flux_term(app: DitApplication, target: Target, call: _Call, q: torch.Tensor, lead: int) -> torch.Tensor:
-    parts = []
+def _add_flux(app: DitApplication, target: Target, call: _Call, q: torch.Tensor, x: torch.Tensor,
+              lead: int) -> None:
+    """Add the prompt attention of each chunk into its rows of ``x`` [B, L, H*D] (no merged copy)."""
+    xv = x.unflatten(-1, (q.shape[1], q.shape[3]))  # [B, L, H, D] view
     for c, flag in enumerate(call.chunks):
         k, v = app.state.get(target.entry, negative=flag == 1)
-        qc = q[call.chunk_rows(c)]
-        parts.append(_scaled(app, target, call, prompt_attention(qc, k, v), c, lead))
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+        rows = call.chunk_rows(c)
+        out = _scale_(app, target, call, prompt_attention_heads(q[rows], k, v), lead, heads=True)
+        xv[rows].add_(out.transpose(1, 2))
 
 
-def _sd3_term(app: DitApplication, target: Target, call: _Call, qkv: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _add_sd3(app: DitApplication, target: Target, call: _Call, qkv: tuple[torch.Tensor, ...],
+             x: torch.Tensor) -> None:
     q, k, v = qkv
     weights = app.state.block(target.entry)
-    parts = []
     for c, flag in enumerate(call.chunks):
         key = (id(app), flag)
         if key not in call.sd3_tokens:  # once per call and branch: the tokens depend only on the timestep
@@ -111,8 +122,15 @@ def _sd3_term(app: DitApplication, target: Target, call: _Call, qkv: tuple[torch
         rows = call.chunk_rows(c)
         term = sd3_prompt_attention(q[rows], k[rows], v[rows], ip_k, ip_v, weights["norm_q_weight"],
                                     weights["norm_k_weight"])
-        parts.append(_scaled(app, target, call, term, c, 0))
-    return torch.cat(parts) if len(parts) > 1 else parts[0]
+        x[rows].add_(_scale_(app, target, call, term, 0, heads=False))
+
+
+def _writable(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when adding into it in place is safe (no autograd; an inference tensor only inside
+    inference mode), else a copy. The hooked tensors are fresh ones the block made for this call."""
+    if not torch.is_grad_enabled() and (torch.is_inference_mode_enabled() or not x.is_inference()):
+        return x
+    return x.clone()
 
 
 class DitPatch:
@@ -195,40 +213,40 @@ class DitPatch:
         return hook
 
     @staticmethod
-    def _terms(site: tuple, call: _Call, users: list, lead: int) -> torch.Tensor | None:
+    def _add_terms(site: tuple, call: _Call, users: list, x: torch.Tensor, lead: int,
+                   copy: bool = True) -> torch.Tensor | None:
+        """``x`` (or a copy, see ``_writable``) with every user's term added; None when the site's query was
+        not captured. ``copy=False``: ``x`` is already writable (a view into a tensor made writable)."""
         captured = call.captured.get(site)
         if captured is None:
             return None
-        total = None
+        x = _writable(x) if copy else x
         for app, target in users:
             if site[0] == "joint":
-                term = _sd3_term(app, target, call, captured)
+                _add_sd3(app, target, call, captured, x)
             else:
-                term = _flux_term(app, target, call, captured[0], lead)
-            total = term if total is None else total + term
+                _add_flux(app, target, call, captured[0], x, lead)
         call.applied.add(site)
-        return total
+        return x
 
     def _inject_input(self, site: tuple, call: _Call, users: list, lead: int, width: int | None = None) -> Callable:
         def hook(module, args):
-            total = self._terms(site, call, users, lead)
-            if total is None:
-                return None
             x = args[0]
             if width is None:
-                x = x + total.to(x.dtype)
-            else:
-                x = torch.cat([x[..., :width] + total.to(x.dtype), x[..., width:]], dim=-1)
-            return (x, *args[1:])
+                x = self._add_terms(site, call, users, x, lead)
+            else:  # linear2's input: the attention half first, the MLP half after it
+                target = _writable(x)
+                if self._add_terms(site, call, users, target[..., :width], lead, copy=False) is None:
+                    return None
+                x = target
+            return None if x is None else (x, *args[1:])
         return hook
 
     def _inject_block_output(self, site: tuple, call: _Call, users: list) -> Callable:
         def hook(module, args, output):
-            total = self._terms(site, call, users, 0)
-            if total is None:
-                return None
             img, *rest = output
-            return (img + total.to(img.dtype), *rest)
+            img = self._add_terms(site, call, users, img, 0)
+            return None if img is None else (img, *rest)
         return hook
 
     def _report(self, active: list[DitApplication], call: _Call) -> None:

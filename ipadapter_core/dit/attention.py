@@ -44,14 +44,20 @@ def expand_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
     return torch.cat([t, t[-1:].expand(rows - t.shape[0], *t.shape[1:])])
 
 
-def prompt_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def prompt_attention_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Attention of the block's queries over the image-prompt tokens only (XLabs, InstantX Flux).
 
     ``q`` [B, H, L, D] (after the block's QK norm, before RoPE: the prompt tokens have no position);
-    ``k``/``v`` [R, H, N, D]. Default 1/sqrt(D) scale. Returns ``[B, L, H*D]`` in q's dtype.
+    ``k``/``v`` [R, H, N, D]. Default 1/sqrt(D) scale. Returns ``[B, H, L, D]`` in q's dtype, a fresh
+    tensor the caller may scale in place.
     """
     k, v = expand_rows(k.to(q), q.shape[0]), expand_rows(v.to(q), q.shape[0])
-    return merge_heads(F.scaled_dot_product_attention(q, k, v))
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+def prompt_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``prompt_attention_heads`` with the heads merged: ``[B, L, H*D]``."""
+    return merge_heads(prompt_attention_heads(q, k, v))
 
 
 def instantx_keys(k: torch.Tensor, v: torch.Tensor, v_norm: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

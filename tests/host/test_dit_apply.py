@@ -257,3 +257,25 @@ def test_tiled_node_masks_each_tile_on_the_token_grid(case):
         encode_batch_size=0, clip_vision=case["cv"])
     assert tiles.shape[0] > 1 and masks.shape[0] == tiles.shape[0]
     assert not torch.equal(dc.sample(patched, case["family"], cfg=3.0), case["base"][3.0])
+
+
+def test_terms_are_the_same_outside_inference_mode(case):
+    """Inside inference mode (ComfyUI's executor) and under plain no_grad the terms are added in place into the
+    block's fresh tensors; both give the same result."""
+    import comfy.model_management as mm
+
+    from tests.fixtures import dit_models
+
+    patched = _apply(case, 1.0)
+    x = torch.randn(1, 16, dc.LATENT, dc.LATENT, generator=torch.Generator().manual_seed(3))
+    ctx, extra = dc.conditioning(case["family"], 1)[0]
+    kw = {"y": extra["pooled_output"]} | ({"guidance": torch.tensor([3.5])} if case["family"] == "flux" else {})
+    sigma = torch.tensor([0.6])
+    reference = dit_models.run_comfy(patched, x, sigma, ctx, extra["pooled_output"],
+                                     guidance=3.5 if case["family"] == "flux" else None)
+    mm.load_models_gpu([patched] + patched.get_nested_additional_models())
+    options = dit_models.sampling_transformer_options(patched, sigma)
+    with torch.no_grad():
+        out = patched.model.apply_model(x, sigma, c_crossattn=ctx, transformer_options=options, **kw)
+    torch.testing.assert_close(out.detach(), reference, atol=1e-5, rtol=1e-5)
+    assert dc.hooks_on(case["model"].model.diffusion_model) == 0
