@@ -279,3 +279,17 @@ def test_terms_are_the_same_outside_inference_mode(case):
         out = patched.model.apply_model(x, sigma, c_crossattn=ctx, transformer_options=options, **kw)
     torch.testing.assert_close(out.detach(), reference, atol=1e-5, rtol=1e-5)
     assert dc.hooks_on(case["model"].model.diffusion_model) == 0
+
+
+def test_a_weight_only_requeue_runs_no_encoder(case, monkeypatch):
+    """The encoding cache covers ViT-L and SigLIP (pooled through the head, or hidden states): a changed weight
+    re-applies without encoding again."""
+    encoding = harness.pack_module("nodes.encoding")
+    monkeypatch.setattr(encoding, "ENCODINGS", encoding.EncodingCache())
+    calls: list[int] = []
+    original = case["cv"].encode_image
+    monkeypatch.setattr(case["cv"], "encode_image", lambda image, **kw: calls.append(1) or original(image, **kw))
+    _apply(case, 0.5)
+    first = len(calls)
+    _apply(case, 0.9)
+    assert first >= 1 and len(calls) == first
