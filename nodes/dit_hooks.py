@@ -159,22 +159,27 @@ class DitPatch:
         if sampling is not None and isinstance(t, torch.Tensor):
             timestep = float(sampling.timestep(t.reshape(-1)[:1].float()).reshape(-1)[0])
         call = _Call(x, list(options.get("cond_or_uncond") or [0]), c_crossattn, timestep)
-        handles = self._install(dm, active, call)
-        try:
-            return executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
+        handles: list = []
+        try:  # the hooks exist only inside this try, also when installing them fails half-way
+            self._install(dm, active, call, handles)
+            out = executor(x, t, c_concat, c_crossattn, control, options, **kwargs)
         finally:
             for handle in handles:
                 handle.remove()
-            self._report(active, call)
+        self._report(active, call)
+        return out
 
     # --- hooks ------------------------------------------------------------------------------------------------
 
-    def _install(self, dm: torch.nn.Module, active: list[DitApplication], call: _Call) -> list:
+    def _install(self, dm: torch.nn.Module, active: list[DitApplication], call: _Call,
+                 handles: list | None = None) -> list:
+        """Register the capture and inject hooks of every acting block, appending each handle to ``handles``
+        (a new list if not given) as soon as it exists; returns that list."""
+        handles = [] if handles is None else handles
         sites: dict[tuple, list[tuple[DitApplication, Target]]] = {}
         for app in active:
             for target in app.targets:
                 sites.setdefault((target.stream, target.index), []).append((app, target))
-        handles = []
         for site, users in sites.items():
             stream, index = site
             if stream == "joint":

@@ -49,9 +49,9 @@ def test_start_end_use_the_models_own_percent_to_sigma(case, monkeypatch):
     acted: list[float] = []
     original = hooks.DitPatch._install
 
-    def spy(self, dm, active, call):
+    def spy(self, dm, active, call, handles=None):
         acted.append(round(call.timestep, 6))
-        return original(self, dm, active, call)
+        return original(self, dm, active, call, handles)
 
     monkeypatch.setattr(hooks.DitPatch, "_install", spy)
     sampling = case["model"].get_model_object("model_sampling")
@@ -293,3 +293,18 @@ def test_a_weight_only_requeue_runs_no_encoder(case, monkeypatch):
     first = len(calls)
     _apply(case, 0.9)
     assert first >= 1 and len(calls) == first
+
+
+def test_no_hook_left_when_installing_them_fails_half_way(pack, ipadapter_dir, host_dirs, monkeypatch):
+    hooks = harness.pack_module("nodes.dit_hooks")
+    encs = dc.encoders(host_dirs["work"], host_dirs["models"] / "clip_vision")
+    model = dc.model("flux")
+    patched = dc.apply(model, dc.load(ipadapter_dir, "xlabs"), dc.reference_image(), encs["vit-l"])
+
+    def broken(self, site, call, users):
+        raise RuntimeError("injection hook could not be built")
+
+    monkeypatch.setattr(hooks.DitPatch, "_inject_block_output", broken)  # after the first capture hook exists
+    with pytest.raises(RuntimeError, match="could not be built"):
+        dc.sample(patched, "flux")
+    assert dc.hooks_on(model.model.diffusion_model) == 0
