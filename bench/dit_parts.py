@@ -214,7 +214,7 @@ def hooked_call(pack, patch, dm: nn.Module, apps: list, call_args: tuple, block:
 
 
 # --------------------------------------------------------------------------------------------------
-# The per-call reference (x-flux / IPAdapter-Flux / diffusers style) and a leaner variant of ours
+# The per-call reference (x-flux / IPAdapter-Flux / diffusers style)
 # --------------------------------------------------------------------------------------------------
 
 
@@ -232,16 +232,6 @@ def naive_flux(q: torch.Tensor, tokens: torch.Tensor, wk, bk, wv, bv, heads: int
         k = F.rms_norm(k, (k.shape[-1],), eps=1e-5)
     out = F.scaled_dot_product_attention(q, k.expand(q.shape[0], -1, -1, -1), v.expand(q.shape[0], -1, -1, -1))
     return target + weight * out.transpose(1, 2).reshape(target.shape)
-
-
-def lean_flux_(q: torch.Tensor, k: torch.Tensor, v_weighted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Ours without the extra passes over [B, L, H*D]: the weight folded into V when the K/V are built, SDPA,
-    and its output added in place into ``target`` (the block's tensor, or a column slice of it) viewed as heads,
-    instead of merging heads into a new tensor, scaling it, and adding it into another new tensor."""
-    b = target.shape[0]
-    view = target.unflatten(-1, (k.shape[1], -1)).transpose(1, 2)  # [B, H, L, D], no copy
-    view.add_(F.scaled_dot_product_attention(q, k.expand(b, -1, -1, -1), v_weighted.expand(b, -1, -1, -1)))
-    return target
 
 
 def naive_sd3(q, k, v, tokens: list[torch.Tensor], temb: list[torch.Tensor], w: dict[str, torch.Tensor],

@@ -6,12 +6,14 @@ adds to one block call is timed in isolation, variants interleaved round by roun
 * ``ours``   the pack's path: ``DitPatch``'s hooks installed on stand-in modules that carry the hooked names
              but compute nothing (``dit_parts.StandIn*``), so the time is capture + term + weight + injection
              + hook install/remove; the K/V state built by the pack's own ``flux_prompt_kv`` / ``SD3PromptState``;
-* ``term``   the core function alone (``prompt_attention`` / ``sd3_prompt_kv``), as the hooks call it;
+* ``term``   the core function alone (``prompt_attention_heads``: the SDPA / ``sd3_prompt_kv``), as the hooks
+             call it;
 * ``naive``  the per-call reference the existing packs follow: K/V projected from the image tokens with the
              adapter's weights inside every block call (SD3.5: the diffusers computation; its packs run the
-             resampler once per call, as ours does);
-* ``lean``   a suggested variant of ours (weight folded into V, the term added in place into a head view;
-             no merged copy), to size what the extra passes of ours cost.
+             resampler once per call, as ours does).
+
+Ours adds into the hooked tensor in place (the run is in inference mode, as ComfyUI samples), so it gets its
+own copies of the block tensors; the naive reference only reads them.
 
 The denominators are real ComfyUI blocks (``DoubleStreamBlock``, ``SingleStreamBlock``, MMDiT ``JointBlock``,
 seeded weights) run at full size; a step is estimated as the sum of its block forwards. Then the
@@ -37,7 +39,6 @@ from dit_parts import (
     block_call,
     flux_block,
     hooked_call,
-    lean_flux_,
     naive_flux,
     naive_sd3,
     sd3_block,
@@ -135,7 +136,7 @@ def flux_sites(pack, kinds: dict, batch: int, rounds: int, g: torch.Generator) -
     target_d = torch.randn(batch, img, h, generator=g)  # XLabs: the block's image output; InstantX: attention
     attn_s = torch.randn(batch, img + txt, h, generator=g)  # single block: attention half (naive adds here)
     lin2_in = torch.cat([attn_s, torch.randn(batch, img + txt, 4 * h, generator=g)], dim=-1)
-    scratch = {"d": target_d.clone(), "s": lin2_in.clone()}
+    mine = {"d": target_d.clone(), "s": lin2_in.clone()}  # ours adds into these in place (the hooks' own path)
     small = torch.zeros(1, 1, h)
 
     variants: dict[str, Callable] = {}
@@ -145,39 +146,31 @@ def flux_sites(pack, kinds: dict, batch: int, rounds: int, g: torch.Generator) -
         single = site == "ix-single"
         entry = a.targets[0].entry
         k, v = row_kv(a, entry)
-        vw = v * WEIGHT
         n = a.kind.tokens
         b_k, b_v = (bk, bv) if site.startswith("xlabs") else (None, None)
         norm_k = site.startswith("ix")
         if single:
             run = hooked_call(pack, patch, dm, [a], call_args, dm.single_blocks[0])
-            ours = (lambda run=run: run(q_s, lin2_in))
+            ours = (lambda run=run: run(q_s, mine["s"]))
             naive = (lambda t=row_tokens(n): naive_flux(q_s, t, wk, None, wv, None, heads, True, attn_s, WEIGHT))
-            lean = (lambda k=k, vw=vw: lean_flux_(q_s, k, vw, scratch["s"][..., :h]))
-            term = (lambda k=k, v=v: attention.prompt_attention(q_s, k, v))
+            term = (lambda k=k, v=v: attention.prompt_attention_heads(q_s, k, v))
         else:
             run = hooked_call(pack, patch, dm, [a], call_args, dm.double_blocks[0])
             xlabs = site.startswith("xlabs")
-            ours = ((lambda run=run: run(q_d, target_d, small)[0]) if xlabs
-                    else (lambda run=run: run(q_d, small, target_d)[1]))
+            ours = ((lambda run=run: run(q_d, mine["d"], small)[0]) if xlabs
+                    else (lambda run=run: run(q_d, small, mine["d"])[1]))
             naive = (lambda t=row_tokens(n), bk_=b_k, bv_=b_v, nk=norm_k:
                      naive_flux(q_d, t, wk, bk_, wv, bv_, heads, nk, target_d, WEIGHT))
-            lean = (lambda k=k, vw=vw: lean_flux_(q_d, k, vw, scratch["d"]))
-            term = (lambda k=k, v=v: attention.prompt_attention(q_d, k, v))
+            term = (lambda k=k, v=v: attention.prompt_attention_heads(q_d, k, v))
         with torch.inference_mode():
+            mine["d"].copy_(target_d)
+            mine["s"].copy_(lin2_in)
             o, r = ours(), naive()
             out_view = o[..., :h] if single else o
             checks[f"{site} ours-naive"] = max_diff(out_view, r)
-            base = (lin2_in if single else target_d).clone()
-            lean_flux_(q_s if single else q_d, k, vw, base[..., :h] if single else base)
-            checks[f"{site} lean-naive"] = max_diff(base[..., :h] if single else base, r)
-        for name, fn in (("ours", ours), ("term", term), ("naive", naive), ("lean", lean)):
+        for name, fn in (("ours", ours), ("term", term), ("naive", naive)):
             variants[f"{site}/{name}"] = fn
 
-    # The single block's injection alone: a new linear2 input (ours) vs an in-place add into its first columns.
-    term_s = torch.randn(batch, img + txt, h, generator=g)
-    variants["inject-single/cat"] = lambda: torch.cat([lin2_in[..., :h] + term_s, lin2_in[..., h:]], dim=-1)
-    variants["inject-single/inplace"] = lambda: scratch["s"][..., :h].add_(term_s)
     with torch.inference_mode():
         samples = timed(variants, rounds, label="Flux sites")
     return {"samples": samples, "checks": checks, "setup_ms_per_entry": setup_ms, "batch": batch}
@@ -219,6 +212,7 @@ def sd3_site(pack, kind, batch: int, rounds: int, g: torch.Generator) -> dict:
     run = hooked_call(pack, hooks.DitPatch((a,)), dm, [a], call_args, dm.joint_blocks[0], prefill)
     qkv_out = torch.randn(batch, img, 3 * h, generator=g)
     attn = torch.randn(batch, img, h, generator=g)
+    mine = attn.clone()  # ours adds into it in place; the naive reference reads ``attn``
     q, k, v = qkv_out.reshape(batch, img, 3, heads, -1).permute(2, 0, 3, 1, 4)
     w = state.block(0)
 
@@ -233,10 +227,10 @@ def sd3_site(pack, kind, batch: int, rounds: int, g: torch.Generator) -> dict:
     def resample():
         return [state.tokens(f == 1, timestep, torch.device("cpu"), torch.float32) for f in set(flags)]
 
-    variants = {"sd3/ours": lambda: run(qkv_out, attn), "sd3/term-kv": kv_only, "sd3/naive": naive,
+    variants = {"sd3/ours": lambda: run(qkv_out, mine), "sd3/term-kv": kv_only, "sd3/naive": naive,
                 "sd3/resampler": resample}
     with torch.inference_mode():
-        check = max_diff(variants["sd3/ours"](), naive())
+        check = max_diff(variants["sd3/ours"](), naive())  # ``mine`` is still a copy of ``attn`` here
         samples = timed(variants, rounds, label="SD3.5 site")
     return {"samples": samples, "checks": {"sd3 ours-naive": check}, "batch": batch, "resampler_calls": len(set(flags)),
             "n_tokens": n}
@@ -298,7 +292,7 @@ def summarise(r: dict) -> dict:
     out = {}
     for label, (step, sites, call_ms, extra) in models.items():
         row = {"step_ms": step}
-        for variant in ("ours", "naive", "lean"):
+        for variant in ("ours", "naive"):
             total = extra + (call_ms if variant != "naive" else 0.0)
             for site, count in sites:
                 samples = ss if site == "sd3" else fs
@@ -330,7 +324,7 @@ def print_report(r: dict, info: dict, load_before: str, allocator: str) -> None:
     for name, b in blocks.items():
         print(f"  {name:<12} batch {b['batch']}: {b['wall']:>9.0f} ms wall, {b['cpu']:>9.0f} ms cpu")
     print()
-    print(f"  {'per block call, ms (wall medians)':<36}{'ours':>8}{'term':>8}{'naive':>8}{'lean':>8}"
+    print(f"  {'per block call, ms (wall medians)':<36}{'ours':>8}{'term':>8}{'naive':>8}"
           f"{'ours/naive':>11}{'(cpu)':>7}{'ours/block':>11}")
     denominators = {"xlabs4": "flux-double", "xlabs16": "flux-double", "ix-double": "flux-double",
                     "ix-single": "flux-single", "sd3": "sd3-joint"}
@@ -343,13 +337,11 @@ def print_report(r: dict, info: dict, load_before: str, allocator: str) -> None:
         ours, naive = get("ours"), get("naive")
         block = blocks[denominators[site]]["wall"]
         print(f"  {label:<36}{ours:>8.1f}{get('term-kv' if site == 'sd3' else 'term'):>8.1f}{naive:>8.1f}"
-              f"{get('lean'):>8.1f}{ours / naive:>11.2f}{get('ours', 'cpu') / get('naive', 'cpu'):>7.2f}"
+              f"{ours / naive:>11.2f}{get('ours', 'cpu') / get('naive', 'cpu'):>7.2f}"
               f"{100 * ours / block:>10.2f}%")
-    print("  (SD3.5 'term' = sd3_prompt_kv for both chunks only; its 'lean' is not measured)")
+    print("  (Flux 'term' = the SDPA alone; SD3.5 'term' = sd3_prompt_kv for both chunks only)")
     print(f"  SD3.5 resampler, once per model call ({r['sd3']['resampler_calls']} chunk(s)): "
           f"{med(ss, 'sd3/resampler'):.1f} ms")
-    print(f"  InstantX single-block injection alone: new linear2 input (ours) {med(fs, 'inject-single/cat'):.1f} ms, "
-          f"in-place add {med(fs, 'inject-single/inplace'):.1f} ms")
     print("  checks, max |diff|: " + ", ".join(f"{k} {v:.2g}" for k, v in {**r["flux"]["checks"],
                                                                           **r["sd3"]["checks"]}.items()))
     print()
@@ -359,14 +351,11 @@ def print_report(r: dict, info: dict, load_before: str, allocator: str) -> None:
               f"{o['install_remove_ms']:.3f} ms, whole wrapper {o['call_ms']:.3f} ms")
     print()
     print("Whole step (blocks x per-block time; step = sum of the block forwards; + resampler and wrapper)")
-    print(f"  {'adapter':<26}{'step s':>9}{'ours s':>9}{'% step':>8}{'naive s':>9}{'% step':>8}{'ours/naive':>11}"
-          f"{'lean s':>8}{'% step':>8}")
+    print(f"  {'adapter':<26}{'step s':>9}{'ours s':>9}{'% step':>8}{'naive s':>9}{'% step':>8}{'ours/naive':>11}")
     for label, row in r["summary"].items():
         step = row["step_ms"]
-        lean = (f"{row['lean'] / 1e3:>8.2f}{100 * row['lean'] / step:>7.2f}%" if row["lean"] == row["lean"]
-                else f"{'-':>8}{'-':>8}")
         print(f"  {label:<26}{step / 1e3:>9.1f}{row['ours'] / 1e3:>9.2f}{100 * row['ours'] / step:>7.2f}%"
-              f"{row['naive'] / 1e3:>9.2f}{100 * row['naive'] / step:>7.2f}%{row['ours'] / row['naive']:>11.2f}" + lean)
+              f"{row['naive'] / 1e3:>9.2f}{100 * row['naive'] / step:>7.2f}%{row['ours'] / row['naive']:>11.2f}")
     setup = r["flux"]["setup_ms_per_entry"]
     print("  once per application (not per step), K/V of every block: "
           f"XLabs {FLUX['double'] * setup['xlabs_flux4'] / 1e3:.2f} s, "
