@@ -308,3 +308,28 @@ def test_no_hook_left_when_installing_them_fails_half_way(pack, ipadapter_dir, h
     with pytest.raises(RuntimeError, match="could not be built"):
         dc.sample(patched, "flux")
     assert dc.hooks_on(model.model.diffusion_model) == 0
+
+
+def test_preprocessing_follows_each_encoders_reference(case, monkeypatch):
+    """XLabs' CLIP processor centre-crops; SigLIP's processor (InstantX) squashes the image to its square."""
+    encoding = harness.pack_module("nodes.encoding")
+    monkeypatch.setattr(encoding, "ENCODINGS", encoding.EncodingCache())
+    crops: list[bool] = []
+    original = case["cv"].encode_image
+    monkeypatch.setattr(case["cv"], "encode_image", lambda image, crop=True: crops.append(crop) or original(
+        image, crop=crop))
+    _apply(case, 1.0)
+    assert crops and set(crops) == {case["name"] == "xlabs"}
+
+
+@pytest.mark.parametrize("name", ["xlabs", "instantx"])
+def test_several_references_concatenate_their_tokens(pack, ipadapter_dir, host_dirs, name):
+    """A prompt-only attention over a duplicated token set equals the single set's: [A, A] == [A]; [A, B] differs."""
+    encs = dc.encoders(host_dirs["work"], host_dirs["models"] / "clip_vision")
+    model, ip, cv = dc.model("flux"), dc.load(ipadapter_dir, name), dc.encoder_for(name, encs)
+    a, b = dc.reference_image(1), dc.reference_image(2)
+    one = dc.sample(dc.apply(model, ip, a, cv), "flux")
+    twice = dc.sample(dc.apply(model, ip, torch.cat([a, a]), cv), "flux")
+    both = dc.sample(dc.apply(model, ip, torch.cat([a, b]), cv), "flux")
+    torch.testing.assert_close(twice, one, atol=1e-4, rtol=1e-4)
+    assert (both - one).abs().max() > 100 * (twice - one).abs().max()

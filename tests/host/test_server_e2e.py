@@ -93,12 +93,16 @@ def test_object_info_has_incumbent_inputs(server, node_id):
     required, optional = INCUMBENT_INPUTS[node_id]
     order = info["input_order"]
     assert order.get("required") == required
-    assert (order.get("optional") or []) == optional
+    # New capability comes as optional inputs appended after the incumbent's (IPAdapterAdvanced: instantx_v_norm).
+    assert (order.get("optional") or [])[:len(optional)] == optional
 
 
 def test_object_info_presets_and_files(server):
     unified = server.object_info["IPAdapterUnifiedLoader"]["input"]["required"]["preset"]
-    assert unified[0] == INCUMBENT_PRESETS
+    # The incumbent's presets first and in its order (saved workflows store the name), then the transformer ones.
+    transformers = ["FLUX XLABS v1 (ViT-L)", "FLUX XLABS v2 (ViT-L)", "FLUX INSTANTX (SigLIP)",
+                    "SD3.5-LARGE INSTANTX (SigLIP)"]
+    assert unified[0] == INCUMBENT_PRESETS + transformers
     files = server.object_info["IPAdapterModelLoader"]["input"]["required"]["ipadapter_file"][0]
     assert {"ip-adapter_sd15.safetensors", "ip-adapter-plus_sd15.safetensors"} <= set(files)
 
