@@ -20,8 +20,9 @@ from collections.abc import Callable
 
 import torch
 
+from ..ipadapter_core.attention import fit_rows as expand_rows
 from ..ipadapter_core.dit.application import DitApplication, Target, TransformerLayout
-from ..ipadapter_core.dit.attention import expand_rows, prompt_attention_heads, sd3_prompt_attention, sd3_prompt_kv
+from ..ipadapter_core.dit.attention import prompt_attention_heads, sd3_prompt_attention, sd3_prompt_kv
 
 log = logging.getLogger("ipadapter_suite")
 WRAPPER_KEY = "ipadapter_suite"

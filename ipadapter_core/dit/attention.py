@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..attention import fit_rows as expand_rows  # one reference set broadcasts; per-latent sets are fitted
+
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """``[R, N, H*D]`` -> ``[R, H, N, D]``."""
@@ -30,18 +32,6 @@ def rms_norm(x: torch.Tensor, eps: float, weight: torch.Tensor | None = None) ->
     if weight is not None:
         out = out * weight.float()
     return out.to(x.dtype)
-
-
-def expand_rows(t: torch.Tensor, rows: int) -> torch.Tensor:
-    """Fit per-reference K or V ``[R, ...]`` to ``rows`` latent rows: one set broadcasts (no copy);
-    a per-latent set (batch mode) is cut, or its last row repeated, like the UNet path's fit_rows."""
-    if t.shape[0] == rows:
-        return t
-    if t.shape[0] == 1:
-        return t.expand(rows, *t.shape[1:])
-    if t.shape[0] > rows:
-        return t[:rows]
-    return torch.cat([t, t[-1:].expand(rows - t.shape[0], *t.shape[1:])])
 
 
 def prompt_attention_heads(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -156,6 +156,15 @@ def folder_paths() -> types.ModuleType:
     return _state["folder_paths"]
 
 
+def swap_model_folders(monkeypatch, root: Path, keys: tuple[str, ...] = ("ipadapter", "clip_vision")) -> None:
+    """Point ComfyUI's ``keys`` model folders at fresh sub-folders of ``root`` for one test (undone after it)."""
+    fp = folder_paths()
+    for key in keys:
+        (root / key).mkdir()
+        monkeypatch.setitem(fp.folder_names_and_paths, key, ([str(root / key)], fp.supported_pt_extensions))
+        monkeypatch.delitem(fp.filename_list_cache, key, raising=False)
+
+
 # --- sampling ------------------------------------------------------------------------------------
 
 

@@ -14,11 +14,7 @@ from tests.host import variant_fixtures as vf
 
 @pytest.fixture
 def folders(pack, tmp_path, monkeypatch, clip_vision):
-    fp = harness.folder_paths()
-    for key in ("ipadapter", "clip_vision"):
-        (tmp_path / key).mkdir()
-        monkeypatch.setitem(fp.folder_names_and_paths, key, ([str(tmp_path / key)], fp.supported_pt_extensions))
-        monkeypatch.delitem(fp.filename_list_cache, key, raising=False)
+    harness.swap_model_folders(monkeypatch, tmp_path)
     loaded: list[str] = []
     monkeypatch.setattr(harness.pack_module("nodes.host"), "load_clip_vision",
                         lambda path: loaded.append(path) or clip_vision)

@@ -23,11 +23,7 @@ INSTANTX, SD3 = "FLUX INSTANTX (SigLIP)", "SD3.5-LARGE INSTANTX (SigLIP)"
 
 @pytest.fixture
 def folders(pack, tmp_path, monkeypatch, host_dirs):
-    fp = harness.folder_paths()
-    for key in ("ipadapter", "clip_vision"):
-        (tmp_path / key).mkdir()
-        monkeypatch.setitem(fp.folder_names_and_paths, key, ([str(tmp_path / key)], fp.supported_pt_extensions))
-        monkeypatch.delitem(fp.filename_list_cache, key, raising=False)
+    harness.swap_model_folders(monkeypatch, tmp_path)
     encs = dc.encoders(host_dirs["work"], host_dirs["models"] / "clip_vision")
     loaded: list[str] = []
     monkeypatch.setattr(harness.pack_module("nodes.host"), "load_clip_vision",
