@@ -41,7 +41,7 @@ def layout_of(diffusion_model: torch.nn.Module) -> TransformerLayout | None:
 
 
 class _Call:
-    """Scratch state of one model call: batch layout, captured queries, which sites fired."""
+    """Scratch state of one model call: batch layout, captured queries, which sites got their terms."""
 
     def __init__(self, x: torch.Tensor, chunks: list[int], context: torch.Tensor | None, timestep: float) -> None:
         self.rows = x.shape[0]
@@ -51,7 +51,6 @@ class _Call:
         self.txt_len = int(context.shape[1]) if context is not None and context.dim() == 3 else 0
         self.timestep = timestep
         self.captured: dict[tuple, tuple[torch.Tensor, ...]] = {}
-        self.fired: set[tuple] = set()
         self.applied: set[tuple] = set()
         self.sd3_tokens: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.masks: dict[tuple, torch.Tensor | None] = {}
@@ -206,7 +205,6 @@ class DitPatch:
     def _capture_q(site: tuple, call: _Call) -> Callable:
         def hook(module, args, output):
             call.captured[site] = (output[0],)
-            call.fired.add(site)
         return hook
 
     @staticmethod
@@ -215,7 +213,6 @@ class DitPatch:
             b, length, _ = output.shape
             q, k, v = output.reshape(b, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
             call.captured[site] = (q, k, v)
-            call.fired.add(site)
         return hook
 
     @staticmethod
