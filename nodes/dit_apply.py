@@ -101,6 +101,8 @@ def patch_dit(model, application: DitApplication) -> None:
     import comfy.model_patcher
     from comfy.patcher_extension import WrappersMP
 
+    if not application.targets:  # weight 0 everywhere: nothing to hook, nothing to load
+        return
     if not hasattr(model, "add_wrapper_with_key"):  # model wrappers: ComfyUI from December 2024 on
         raise IPAdapterError("This ComfyUI is too old for transformer IP-Adapters (no model wrappers).",
                              expected="ComfyUI 0.3.60 or newer", fix="Update ComfyUI.", input="model")

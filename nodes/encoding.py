@@ -12,7 +12,7 @@ from ..ipadapter_core import config
 from ..ipadapter_core.embeds import check_finite
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
-from . import host
+from . import host, siglip_heads
 
 
 def encoder_label(name: str | None, width: int | None = None) -> str:
@@ -99,8 +99,6 @@ def encode(clip_vision, kind: ModelKind, image: torch.Tensor, mask: torch.Tensor
         tokens = out["image_embeds"]
         if tokens.dim() != 3 or tokens.shape[-1] != kind.encoder_width:
             raise wrong_encoder(clip_vision, kind, out, tokens.shape[-1])
-        from . import siglip_heads
-
         return siglip_heads.pooled(clip_vision, tokens, clip_vision_file)
     embeds = out[kind.encoder_output]
     if embeds.shape[-1] != kind.encoder_width or (kind.encoder_output == "image_embeds" and embeds.dim() != 2):

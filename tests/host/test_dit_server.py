@@ -181,3 +181,14 @@ def test_weight_zero_is_the_graph_without_the_adapter(server, family, preset):
     assert torch.equal(at_zero, without), "weight 0 changed the latent"
     assert torch.isfinite(at_one).all()
     assert not torch.equal(at_one, without), "weight 1 gave exactly the latent without the adapter"
+
+
+def test_the_server_log_has_no_traceback_or_warning_from_the_pack(server):
+    """What real ComfyUI printed while it ran the graphs above: no traceback, no pack warning (a skipped block,
+    a missing head) in a run where every block runs and every file is in place."""
+    log = server.log()
+    print("--- server log ---\n" + log)
+    ours = [block for block in log.split("Traceback (most recent call last):")[1:]
+            if "ipadapter" in block.lower().split("\n\n")[0]]  # ComfyUI's own (e.g. torchaudio) are not ours
+    assert not ours, ours
+    assert "did not act" not in log and "pooling head" not in log
