@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from common import DEFAULT_COMFYUI, REPO_ROOT, boot_comfyui, load_average, machine
+from host_compat import prompt_executor
 
 PACK_LINK = "ipadapter-suite"
 CHECKPOINT = "demo_sd15.safetensors"
@@ -154,7 +155,7 @@ def worker(args) -> dict:
         execution = boot(args.comfyui, work, fp16_unet=args.fp16_unet)
         calls = count_encoder_calls()
         events = Events()
-        executor = execution.PromptExecutor(events, cache_type=execution.CacheType.CLASSIC)
+        executor = prompt_executor(execution, events)
         weights = [0.8] + [0.5 if i % 2 == 0 else 0.8 for i in range(args.requeues)]
         runs = []
         import torch

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .migrate import migrate
+from .replacements import Replacement, replacement_for
 
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
@@ -133,7 +134,13 @@ class Converter:
         self.nodes, self.links = nodes, _links(workflow)
         prompt: dict[str, dict] = {}
         for node_id, node in sorted(nodes.items()):
-            if node.get("mode", 0) in (MODE_MUTED, MODE_BYPASS) or node["type"] not in self.info:
+            if node.get("mode", 0) in (MODE_MUTED, MODE_BYPASS):
+                continue
+            replacement = replacement_for(node["type"], self.info)
+            if replacement is not None:
+                prompt[str(node_id)] = self._replaced(node, replacement)
+                continue
+            if node["type"] not in self.info:
                 continue
             prompt[str(node_id)] = {
                 "class_type": node["type"],
@@ -145,7 +152,8 @@ class Converter:
     def _check_types(self, workflow: dict, nodes: dict[int, dict]) -> None:
         subgraphs = {s.get("id") for s in (workflow.get("definitions") or {}).get("subgraphs") or []}
         missing = sorted({n["type"] for n in nodes.values() if n["type"] not in self.info
-                          and n["type"] not in FRONTEND_ONLY and n.get("mode", 0) not in (MODE_MUTED, MODE_BYPASS)})
+                          and replacement_for(n["type"], self.info) is None and n["type"] not in FRONTEND_ONLY
+                          and n.get("mode", 0) not in (MODE_MUTED, MODE_BYPASS)})
         nested = [t for t in missing if t in subgraphs or t.startswith("workflow>") or t.startswith("workflow/")]
         if nested:
             raise ConversionError(f"subgraphs / group nodes are not supported ({', '.join(nested)}); "
@@ -173,6 +181,17 @@ class Converter:
                 if value is not None:
                     out[name] = value
         return out
+
+    def _replaced(self, node: dict, replacement: Replacement) -> dict:
+        """A retired node as its replacement: each linked input under its new name."""
+        inputs: dict[str, Any] = {}
+        for socket in node.get("inputs") or []:
+            new_name = replacement.inputs.get(socket.get("name"))
+            source = self._resolve(socket["link"]) if new_name and socket.get("link") is not None else None
+            if source is not None:
+                inputs[new_name] = source[1] if source[0] == "value" else list(source)
+        return {"class_type": replacement.new_type, "inputs": inputs,
+                "_meta": {"title": node.get("title") or replacement.new_type}}
 
     def _resolve(self, link_id: int, depth: int = 0) -> tuple | None:
         """``(origin_id, slot)``, ``("value", v)`` for a PrimitiveNode, or None for no usable source."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,30 @@ def find_comfyui(path: str | os.PathLike | None = None) -> Path:
     if not (root / "main.py").is_file() or not (root / "comfy").is_dir():
         raise FileNotFoundError(f"no ComfyUI checkout at {root} (pass --comfyui PATH or set COMFYUI_PATH)")
     return root
+
+
+def host_has_flag(root: Path, flag: str) -> bool:
+    """Does this ComfyUI checkout's ``comfy/cli_args.py`` define ``flag``? Read as text: no import, and no
+    version compare (forks and dev builds carry any version)."""
+    try:
+        text = (root / "comfy" / "cli_args.py").read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"""["']""" + re.escape(flag) + r"""["']""", text) is not None
+
+
+def offline_flag(root: Path) -> str:
+    """No partner (paid API) nodes, no outside requests. cli_args @03294572 turned ``--disable-api-nodes`` into a
+    deprecated alias of ``--offline`` (a start-up warning that it "will be removed"); older hosts only know the
+    former."""
+    return "--offline" if host_has_flag(root, "--offline") else "--disable-api-nodes"
+
+
+def assets_flags(root: Path) -> list[str]:
+    """Newer main.py (@02018c7e) runs an assets system by default: it scans the model folders in the background and
+    exits(1) at start-up when alembic/SQLAlchemy are missing. Our short-lived server needs none of it.
+    ``--disable-assets`` only exists there: 0.3.64's argparse rejects it."""
+    return ["--disable-assets"] if host_has_flag(root, "--disable-assets") else []
 
 
 def free_port() -> int:
@@ -100,10 +125,13 @@ class ComfyServer:
         return config
 
     def command(self) -> list[str]:
+        """The ``main.py`` command line, with the flags this host understands."""
         config = self._prepare()
+        # --database-url is accepted by 0.3.64 and by the newest cli_args alike (unused there with --disable-assets).
         return [
             self.python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
-            "--disable-auto-launch", "--disable-api-nodes", "--extra-model-paths-config", str(config),
+            "--disable-auto-launch", offline_flag(self.root), *assets_flags(self.root),
+            "--extra-model-paths-config", str(config),
             "--input-directory", str(self.input_dir), "--output-directory", str(self.output_dir),
             "--temp-directory", str(self.work / "temp"), "--user-directory", str(self.work / "user"),
             "--database-url", "sqlite:///:memory:", *self.extra_args,

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import few_token_attention
+from .device_cache import DeviceCache
 from .errors import IPAdapterError
 
 AttentionFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, dict], torch.Tensor]
@@ -54,13 +55,12 @@ class SiteKV:
     k_uncond: torch.Tensor | None
     v_uncond: torch.Tensor | None
     scale: float | torch.Tensor
-    _layouts: dict = field(default_factory=dict, repr=False)
+    _layouts: DeviceCache = field(default_factory=lambda: DeviceCache(device_at=2), repr=False)
 
     def assembled(self, cond_or_uncond: tuple, rows: RowLayout, device, dtype):
         """K'/V' (and per-row scale) for a batch of ``cond_or_uncond`` chunks laid out as ``rows``."""
-        key = (cond_or_uncond, rows, device, dtype)
-        hit = self._layouts.get(key)
-        if hit is None:
+
+        def make():
             ks, vs = [], []
             for chunk in cond_or_uncond:
                 k, v = (self.k_uncond, self.v_uncond) if chunk == 1 else (self.k_cond, self.v_cond)
@@ -72,9 +72,9 @@ class SiteKV:
             scale = self.scale
             if isinstance(scale, torch.Tensor):
                 scale = torch.cat([rows.take(scale.reshape(-1, 1, 1))] * len(cond_or_uncond)).to(device, dtype)
-            hit = (torch.cat(ks).to(device, dtype), torch.cat(vs).to(device, dtype), scale)
-            _remember(self._layouts, key, hit)
-        return hit
+            return torch.cat(ks).to(device, dtype), torch.cat(vs).to(device, dtype), scale
+
+        return self._layouts.get((cond_or_uncond, rows, device, dtype), make)
 
     @property
     def tokens(self) -> int:
@@ -82,28 +82,15 @@ class SiteKV:
 
     def per_head(self, cond_or_uncond: tuple, rows: RowLayout, device, dtype, heads: int):
         """``assembled`` split into heads for ``few_token_attention``, cached the same way."""
-        key = (cond_or_uncond, rows, device, dtype, heads)
-        hit = self._layouts.get(key)
-        if hit is None:
+
+        def make():
             k, v, scale = self.assembled(cond_or_uncond, rows, device, dtype)
-            hit = (*few_token_attention.split_heads(k, v, heads), scale)
-            _remember(self._layouts, key, hit)
-        return hit
+            return (*few_token_attention.split_heads(k, v, heads), scale)
+
+        return self._layouts.get((cond_or_uncond, rows, device, dtype, heads), make)
 
     def keep_device(self, device: torch.device) -> None:
-        _keep(self._layouts, device, 2)
-
-
-def _remember(cache: dict, key: tuple, value: Any, limit: int = 8) -> None:
-    """Store ``value``; a cache past ``limit`` entries starts over (layouts rarely change within a run)."""
-    if len(cache) > limit:
-        cache.clear()
-    cache[key] = value
-
-
-def _keep(cache: dict, device: torch.device, device_index: int) -> None:
-    for key in [k for k in cache if torch.device(k[device_index]) != device]:
-        del cache[key]
+        self._layouts.moved_to(device)
 
 
 @dataclass(frozen=True)
@@ -168,34 +155,34 @@ class SpatialMask:
 
     def __init__(self, mask: torch.Tensor) -> None:
         self.mask = validate_mask(mask).float()
-        self._cache: dict = {}
+        self._cache = DeviceCache(device_at=3, limit=16)
 
     def rows(self, grid: tuple[int, int], chunks: int, rows: RowLayout, device, dtype) -> torch.Tensor:
-        key = (grid, chunks, rows, device, dtype)
-        hit = self._cache.get(key)
-        if hit is None:
+        def make():
             m = F.interpolate(self.mask.unsqueeze(1), size=grid, mode="bilinear", align_corners=False)
             m = rows.take(m.reshape(m.shape[0], -1, 1))
-            hit = m.repeat(chunks, 1, 1).to(device, dtype)
-            _remember(self._cache, key, hit, limit=16)
-        return hit
+            return m.repeat(chunks, 1, 1).to(device, dtype)
+
+        return self._cache.get((grid, chunks, rows, device, dtype), make)
 
     def keep_device(self, device: torch.device) -> None:
-        _keep(self._cache, device, 3)
+        self._cache.moved_to(device)
 
 
-_last_sigma: list[Any] = [None, 0.0]
+# (weak reference to the sigmas tensor, its value): one tuple, replaced whole, so a thread never pairs
+# another thread's tensor with its value (multi-GPU hosts sample device copies in a thread pool).
+_last_sigma: list[tuple[weakref.ref, float] | None] = [None]
 
 
 def current_sigma(sigmas: torch.Tensor | None) -> float:
     """The sampler's current sigma, read once per UNet call (the same tensor reaches every site)."""
     if sigmas is None:
         return 1e9
-    ref = _last_sigma[0]
-    if ref is not None and ref() is sigmas:
-        return _last_sigma[1]
+    last = _last_sigma[0]
+    if last is not None and last[0]() is sigmas:
+        return last[1]
     value = float(sigmas.reshape(-1)[0])
-    _last_sigma[0], _last_sigma[1] = weakref.ref(sigmas), value
+    _last_sigma[0] = (weakref.ref(sigmas), value)
     return value
 
 
@@ -294,7 +281,8 @@ class CrossAttentionPatch:
         self.image_attention = image_attention or attention  # attention over the few image tokens
         self.few_tokens = few_tokens  # when to add the image part by few_token_attention instead
         self.inner = inner
-        self._stacks: dict = {}  # stacked few-token adapters' concatenated K/V, per batch layout and device
+        # stacked few-token adapters' concatenated K/V, per batch layout and device
+        self._stacks = DeviceCache(device_at=3)
 
     def _with(self, applications: tuple, inner: Callable | None) -> CrossAttentionPatch:
         return CrossAttentionPatch(self.site_key, applications, self.attention, inner, self.image_attention,
@@ -343,10 +331,8 @@ class CrossAttentionPatch:
             kh, vh, alpha, factor = terms[0]
             return few_token_attention.probabilities(q, kh, [(kh.shape[2], factor)]), vh, alpha
         key = (tuple(index for index, *_ in few), *layout, q.device, q.dtype, extra["n_heads"])
-        hit = self._stacks.get(key)
-        if hit is None:
-            hit = (torch.cat([t[0] for t in terms], dim=2), torch.cat([t[1] for t in terms], dim=2))
-            _remember(self._stacks, key, hit)
+        hit = self._stacks.get(key, lambda: (torch.cat([t[0] for t in terms], dim=2),
+                                             torch.cat([t[1] for t in terms], dim=2)))
         segments = [(kh.shape[2], factor * alpha if factor is not None else alpha) for kh, _, alpha, factor in terms]
         return few_token_attention.probabilities(q, hit[0], segments), hit[1], 1.0
 
@@ -358,7 +344,7 @@ class CrossAttentionPatch:
         if isinstance(device_or_dtype, (torch.device, str)):
             for app in self.applications:
                 app.keep_device(torch.device(device_or_dtype))
-            _keep(self._stacks, torch.device(device_or_dtype), 3)
+            self._stacks.moved_to(device_or_dtype)
         if self.inner is not None and hasattr(self.inner, "to"):
             moved = self.inner.to(device_or_dtype)
             if moved is not self.inner:

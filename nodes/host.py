@@ -21,6 +21,7 @@ from ..ipadapter_core import few_token_attention
 from ..ipadapter_core.attention import Application, CrossAttentionPatch
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.sites import Site
+from .host_compat import clip_preprocess
 
 FOLDER = "ipadapter"
 _SITE_PATH = re.compile(
@@ -146,11 +147,9 @@ def encode_image(clip_vision, image: torch.Tensor, mask: torch.Tensor | None = N
         out = clip_vision.encode_image(image, crop=crop)
         return {"image_embeds": out["image_embeds"].float(), "penultimate_hidden_states":
                 out["penultimate_hidden_states"].float()}
-    import comfy.clip_vision
-
     mm.load_model_gpu(clip_vision.patcher)
     size = clip_vision.image_size
-    pixels = comfy.clip_vision.clip_preprocess(
+    pixels = clip_preprocess()(
         image.to(clip_vision.load_device), size=size, mean=clip_vision.image_mean, std=clip_vision.image_std,
         crop=crop,
     ).float()
@@ -229,9 +228,20 @@ def input_directory() -> str:
     return folder_paths.get_input_directory()
 
 
-def input_file_path(name: str) -> str:
-    """The path of a file picked from the input folder (ComfyUI's "name [input]" annotations allowed)."""
-    return folder_paths.get_annotated_filepath(name)
+def input_file_path(name: str, input_name: str = "embeds") -> str:
+    """The path of a file picked from the input folder (ComfyUI's "name [input]" annotations allowed).
+
+    Newer ComfyUI (folder_paths, 2026) raises ``ValueError("Invalid file path")`` for a name that leaves
+    its base folder, where 0.3.64 joined it unchecked: that becomes the pack's error naming the input.
+    """
+    try:
+        return folder_paths.get_annotated_filepath(name)
+    except ValueError as exc:
+        raise IPAdapterError(
+            f"'{name}' is not a file inside ComfyUI's input folder ({str(exc).strip() or 'invalid path'}).",
+            expected="a file name listed by the node, inside the input folder", input=input_name,
+            fix="Pick the file from the list, or copy it into ComfyUI's input folder first.",
+        ) from None
 
 
 def output_save_path(filename_prefix: str, extension: str) -> tuple[str, str, str]:

@@ -169,7 +169,7 @@ class IPAdapterLoadEmbeds(base.Node):
         """Reload when the file changes on disk."""
         try:
             stat = os.stat(host.input_file_path(embeds))
-        except (OSError, TypeError):
+        except (OSError, TypeError, IPAdapterError):  # run() reports it
             return ""
         return f"{stat.st_size}-{stat.st_mtime_ns}"
 

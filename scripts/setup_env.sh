@@ -7,7 +7,8 @@
 #
 # Prints one line per step. Installs: torch + torchvision (2.14.1/0.29.1 when available, else the
 # newest pair pip finds), the pack's own requirements plus its [test] and [faceid] extras, and
-# ComfyUI's requirements minus torch/torchvision/torchaudio, plus requests.
+# ComfyUI's requirements.txt as it is, plus requests (scripts/install_host_requirements.py: torch and
+# torchvision stay as installed; what cannot install here is reported and skipped if ComfyUI still imports).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -37,7 +38,8 @@ key="$(
   {
     "$PY" -c 'import sys; print(sys.version)'
     uname -m
-    cat "$ROOT/scripts/setup_env.sh" "$ROOT/pyproject.toml" "$ROOT/requirements.txt" 2>/dev/null
+    cat "$ROOT/scripts/setup_env.sh" "$ROOT/scripts/install_host_requirements.py" "$ROOT/pyproject.toml" \
+      "$ROOT/requirements.txt" 2>/dev/null
     [[ -n "$comfy_reqs" ]] && cat "$comfy_reqs"
     true
   } | sha256sum | cut -c1-16
@@ -83,11 +85,8 @@ step "installing pack requirements and extras [test,faceid]: ${#extras[@]} packa
 "${PIP[@]}" install -r "$ROOT/requirements.txt" "${extras[@]}"
 
 if [[ -n "$comfy_reqs" ]]; then
-  filtered="$(mktemp)"
-  grep -v -E '^\s*(torch|torchvision|torchaudio)\s*([<>=!~;#].*)?$' "$comfy_reqs" > "$filtered" || true
-  step "installing ComfyUI requirements from $comfy_reqs (without torch/torchvision/torchaudio) + requests"
-  "${PIP[@]}" install -r "$filtered" requests
-  rm -f "$filtered"
+  step "installing ComfyUI requirements from $comfy_reqs (torch/torchvision kept as installed) + requests"
+  "$PY" "$ROOT/scripts/install_host_requirements.py" "$COMFY" requests
 else
   step "no ComfyUI at $COMFY (set COMFYUI_PATH); skipping its requirements, the host tier will be skipped"
 fi
@@ -102,6 +101,7 @@ if [[ -n "$comfy_reqs" ]] && ! command -v chromium >/dev/null 2>&1 && command -v
   fi
 fi
 
+[[ -f "$ROOT/scripts/setup_frontend.sh" ]] && bash "$ROOT/scripts/setup_frontend.sh" "$PY"
 rm -f "$VENV"/.ipas-setup-*
 touch "$STAMP"
 step "done (stamp $key)"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..device_cache import DeviceCache
 from ..errors import IPAdapterError
 from ..kinds import ModelKind
 from .attention import instantx_keys, split_heads
@@ -191,7 +192,7 @@ class DitApplication:
     mask: torch.Tensor | None = None
     frame_weights: torch.Tensor | None = None
     heads: int = 1
-    _mask_cache: dict = field(default_factory=dict, repr=False, compare=False)
+    _mask_cache: DeviceCache = field(default_factory=lambda: DeviceCache(device_at=1), repr=False, compare=False)
 
     def active(self, sigma: float) -> bool:
         return self.sigma_end <= sigma <= self.sigma_start
@@ -200,11 +201,10 @@ class DitApplication:
         """The mask on the image-token grid, ``[M, gh*gw, 1]`` (cached per grid and device)."""
         if self.mask is None:
             return None
-        key = (grid, device, dtype)
-        if key not in self._mask_cache:
+
+        def make() -> torch.Tensor:
             m = torch.nn.functional.interpolate(self.mask.float().unsqueeze(1), size=grid, mode="bilinear",
                                                 align_corners=False)
-            if len(self._mask_cache) > 8:
-                self._mask_cache.clear()
-            self._mask_cache[key] = m.reshape(m.shape[0], -1, 1).to(device, dtype)
-        return self._mask_cache[key]
+            return m.reshape(m.shape[0], -1, 1).to(device, dtype)
+
+        return self._mask_cache.get((grid, device, dtype), make)

@@ -34,6 +34,16 @@ def release() -> None:
     gc.collect()
 
 
+def _no_api_nodes(args) -> None:
+    """No partner (API) nodes. cli_args @03294572 maps ``disable_api_nodes`` to ``offline`` and
+    ``disable_partner_nodes`` only while parsing, so on newer hosts setting it afterwards changes nothing:
+    set those too where they exist."""
+    args.disable_api_nodes = True
+    for newer in ("offline", "disable_partner_nodes"):
+        if hasattr(args, newer):
+            setattr(args, newer, True)
+
+
 def boot(comfy_root: Path, models_root: Path | None = None) -> types.ModuleType:
     """Import ComfyUI (CPU, no API nodes) and return its ``nodes`` module. Idempotent.
 
@@ -54,7 +64,7 @@ def boot(comfy_root: Path, models_root: Path | None = None) -> types.ModuleType:
     from comfy.cli_args import args
 
     args.cpu = True
-    args.disable_api_nodes = True
+    _no_api_nodes(args)
     import comfy.model_management as mm
 
     assert mm.cpu_state == mm.CPUState.CPU, "ComfyUI was imported before args.cpu was set"

@@ -164,8 +164,7 @@ def test_tiny_siglip_encodes_like_the_real_one(comfy, tmp_path):
         hidden_size=width, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=2, image_size=56,
         patch_size=14, hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-5)).eval()
     hf.load_state_dict({k.removeprefix("vision_model."): v for k, v in tensors.items()}, strict=True)
-    from comfy.clip_vision import clip_preprocess
-
+    clip_preprocess = harness.pack_module("nodes.host_compat").clip_preprocess()
     pixels = clip_preprocess(image, size=56, mean=[0.5] * 3, std=[0.5] * 3, crop=False)
     with torch.no_grad():
         hf_out = hf(pixel_values=pixels.float(), output_hidden_states=True)
