@@ -146,6 +146,19 @@ def run_node(node_id: str, **inputs):
         return getattr(cls(), cls.FUNCTION)(**inputs)
 
 
+def call_core_node(cls: type, **inputs) -> tuple:
+    """Run a core node class, V1 (``FUNCTION``) or V3 (``execute``), and return its output tuple.
+
+    ComfyUI keeps converting core nodes to the V3 schema, where a direct ``RescaleCFG().patch(...)``
+    no longer exists; calling through whichever form the class has keeps these tests host-independent.
+    """
+    function = getattr(cls, "FUNCTION", None)
+    if function is not None:
+        return tuple(getattr(cls(), function)(**inputs))
+    out = cls.execute(**inputs)
+    return tuple(getattr(out, "result", out))
+
+
 def error_type() -> type:
     """The pack's IPAdapterError class (as the loaded pack defines it)."""
     return pack_module("ipadapter_core.errors").IPAdapterError

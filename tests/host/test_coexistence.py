@@ -215,12 +215,13 @@ def test_rescale_cfg_keeps_working(pack, unet, ipadapter_dir, clip_vision, refer
 
     model, ipa = _setup(unet, ipadapter_dir)
     ipa_model = _ours(model, ipa, clip_vision, reference_image)
-    rescaled = RescaleCFG().patch(ipa_model, 0.7)[0]
+    rescaled = harness.call_core_node(RescaleCFG, model=ipa_model, multiplier=0.7)[0]
     assert "sampler_cfg_function" in rescaled.model_options
     assert all(probe.patch_at(rescaled, k) is probe.patch_at(ipa_model, k) for k, _ in attn2_sites(model))
     latent = harness.sample(rescaled)
     assert not torch.equal(latent, harness.sample(ipa_model)), "RescaleCFG had no effect"
-    assert not torch.equal(latent, harness.sample(RescaleCFG().patch(model, 0.7)[0])), "our adapter had no effect"
+    plain = harness.call_core_node(RescaleCFG, model=model, multiplier=0.7)[0]
+    assert not torch.equal(latent, harness.sample(plain)), "our adapter had no effect"
 
 
 def test_context_window_rows_match_the_full_batch(pack, unet, ipadapter_dir, clip_vision, reference_image):

@@ -129,8 +129,8 @@ def test_skip_layer_guidance_composes(case, caplog):
     from comfy_extras.nodes_slg import SkipLayerGuidanceDiT
 
     patched = _apply(case, 1.0)
-    slg = SkipLayerGuidanceDiT.execute(patched, scale=2.0, start_percent=0.0, end_percent=1.0, double_layers="1",
-                                       single_layers="")[0]
+    slg = harness.call_core_node(SkipLayerGuidanceDiT, model=patched, scale=2.0, start_percent=0.0, end_percent=1.0,
+                                 double_layers="1", single_layers="")[0]
     with caplog.at_level(logging.WARNING, logger="ipadapter_suite"):
         out = dc.sample(slg, case["family"], cfg=3.0)
     assert not torch.equal(out, dc.sample(patched, case["family"], cfg=3.0))

@@ -179,3 +179,14 @@ def test_the_batch_example_converts_to_batchimagesnode_where_imagebatch_is_gone(
     replaced = convert(workflow, newer)[str(batch["id"])]
     assert replaced["class_type"] == "BatchImagesNode"
     assert replaced["inputs"] == {"images.image0": sources[0], "images.image1": sources[1]}
+
+
+# --- ModelPatcher.cleanup() calls .cleanup() on every patch that has one ------------------------------------
+
+
+def test_our_patches_have_no_cleanup_hook(setup):  # noqa: F811
+    """Newer hosts call ``patch.cleanup()`` on every patch object of a model: ours must not answer to it."""
+    patched = _stack(setup, 2)
+    table = patched.model_options["transformer_options"]["patches_replace"]["attn2"]
+    assert table and not any(hasattr(patch, "cleanup") for patch in table.values())
+    assert not hasattr(harness.pack_module("nodes.dit_hooks").DitPatch, "cleanup")
