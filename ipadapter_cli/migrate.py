@@ -23,17 +23,25 @@ def is_v1_encoder(node: dict) -> bool:
 
 
 def migrate(workflow: dict) -> int:
-    """Rewrite v1-era nodes of a UI workflow in place; returns how many nodes changed."""
-    changed = 0
-    for node in workflow.get("nodes", []):
-        if is_v1_encoder(node):
-            node["type"] = "IPAdapterEncoderV1"
-            for socket in node.get("inputs") or []:
-                if socket.get("name") == "image":
-                    socket["name"] = "image_1"
-            changed += 1
-        elif node.get("type") == "PrepImageForClipVision" and len(node.get("widgets_values") or []) == 4:
-            interpolation, crop, sharpening, _ = node["widgets_values"]
-            node["widgets_values"] = [INTERPOLATION_V1.get(interpolation, interpolation), crop, sharpening]
-            changed += 1
-    return changed
+    """Rewrite v1-era nodes of a UI workflow in place (subgraph definitions included, as the frontend
+    extension does); returns how many nodes changed."""
+    nodes = list(workflow.get("nodes") or [])
+    for subgraph in (workflow.get("definitions") or {}).get("subgraphs") or []:
+        nodes += subgraph.get("nodes") or []
+    return sum(migrate_node(node) for node in nodes)
+
+
+def migrate_node(node: dict) -> bool:
+    """One node; a rewritten node loses ``widgets_values_named``, which newer frontends prefer to the list."""
+    if is_v1_encoder(node):
+        node["type"] = "IPAdapterEncoderV1"
+        for socket in node.get("inputs") or []:
+            if socket.get("name") == "image":
+                socket["name"] = "image_1"
+    elif node.get("type") == "PrepImageForClipVision" and len(node.get("widgets_values") or []) == 4:
+        interpolation, crop, sharpening, _ = node["widgets_values"]
+        node["widgets_values"] = [INTERPOLATION_V1.get(interpolation, interpolation), crop, sharpening]
+    else:
+        return False
+    node.pop("widgets_values_named", None)
+    return True

@@ -11,7 +11,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${IPAS_VENV:-$HOME/.cache/ipadapter-suite/venv}"
 
 if [[ -f "$ROOT/scripts/setup_env.sh" ]]; then
-  bash "$ROOT/scripts/setup_env.sh"
+  IPAS_SETUP_BROWSER=0 bash "$ROOT/scripts/setup_env.sh"  # the demo needs no browser
 fi
 PY="$VENV/bin/python"
 [[ -x "$PY" ]] || PY="${PYTHON:-python3}"

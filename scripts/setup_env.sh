@@ -4,6 +4,7 @@
 #   IPAS_VENV      virtualenv to create/use   (default ~/.cache/ipadapter-suite/venv)
 #   COMFYUI_PATH   ComfyUI checkout whose requirements to install (default ~/ComfyUI, if present)
 #   IPAS_PYTHON    interpreter used to create the venv (default python3)
+#   IPAS_SETUP_BROWSER=0   skip Chromium and the newest frontend (only the browser tests need them)
 #
 # Prints one line per step. Installs: torch + torchvision (2.14.1/0.29.1 when available, else the
 # newest pair pip finds), the pack's own requirements plus its [test] and [faceid] extras, and
@@ -48,8 +49,25 @@ STAMP="$VENV/.ipas-setup-$key"
 installed() {  # are these modules importable? (found, not imported: importing torch takes seconds)
   "$PY" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in sys.argv[1:]))' "$@"
 }
+# The newest ComfyUI frontend for the browser tier (its own cache; fast when already there). Only with a
+# ComfyUI to serve it, and run on every set-up: a newer frontend release is picked up without a new stamp.
+# What only the browser tier needs: Debian's Chromium (to drive the real frontend headless) and the newest
+# ComfyUI frontend (its own cache; fast when already there). Only with a ComfyUI to serve it, and run on
+# every set-up, so a later `scripts/test.sh` gets them even after the demo (IPAS_SETUP_BROWSER=0) set up.
+BROWSER="${IPAS_SETUP_BROWSER:-1}"
+browser_tools() {
+  [[ -n "$comfy_reqs" && "$BROWSER" != 0 ]] || return 0
+  if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]]; then
+    step "installing Debian's chromium for the browser test"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+      step "chromium could not be installed; the browser test will be skipped"
+    fi
+  fi
+  bash "$ROOT/scripts/setup_frontend.sh" "$PY"
+}
 if [[ -f "$STAMP" ]] && installed torch torchvision pytest ruff; then
   step "up to date (stamp $key); nothing to install"
+  browser_tools
   exit 0
 fi
 
@@ -91,17 +109,7 @@ else
   step "no ComfyUI at $COMFY (set COMFYUI_PATH); skipping its requirements, the host tier will be skipped"
 fi
 
-# The browser test drives the real ComfyUI frontend in headless Chromium (Debian's package).
-# (Only with ComfyUI present: without it the browser tier is skipped anyway.)
-if [[ -n "$comfy_reqs" ]] && ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
-    && [[ "$(id -u)" == 0 ]]; then
-  step "installing Debian's chromium for the browser test"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
-    step "chromium could not be installed; the browser test will be skipped"
-  fi
-fi
-
-[[ -f "$ROOT/scripts/setup_frontend.sh" ]] && bash "$ROOT/scripts/setup_frontend.sh" "$PY"
+browser_tools
 rm -f "$VENV"/.ipas-setup-*
 touch "$STAMP"
 step "done (stamp $key)"

@@ -10,7 +10,13 @@
 //   sharpening, add_weight] with torch interpolation names becomes today's 3 items with PIL names.
 // Every other v1 id is unique and registered by the server with its v1 widget order, so short lists
 // (older v1 versions) are read as prefixes and padded with defaults, as LiteGraph does by itself.
-import { app } from "../../scripts/app.js";
+// A migrated node loses its `widgets_values_named` (newer frontends save it next to the list and, with
+// named restore on, prefer it): the rewritten `widgets_values` is the one layout that matches the new node.
+//
+// `app` comes from window.comfyAPI (every frontend since the TypeScript port); the legacy module is only
+// imported, dynamically, where that is missing: a static import of a module a frontend dropped would
+// stop this whole file from loading.
+const app = window.comfyAPI?.app?.app ?? (await import("../../scripts/app.js")).app;
 
 const V1_ENCODER = "IPAdapterEncoderV1";
 const INTERPOLATION_V1 = {
@@ -27,6 +33,12 @@ export function isV1Encoder(node) {
 }
 
 export function migrateNode(node) {
+  const changed = rewriteNode(node);
+  if (changed && node && "widgets_values_named" in node) delete node.widgets_values_named;
+  return changed;
+}
+
+function rewriteNode(node) {
   if (isV1Encoder(node)) {
     node.type = V1_ENCODER;
     for (const input of node.inputs ?? []) {
