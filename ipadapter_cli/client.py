@@ -1,9 +1,14 @@
-"""A small HTTP client for a running ComfyUI server: queue a prompt, wait, fetch the images."""
+"""A small HTTP client for a running ComfyUI server: queue a prompt, wait, fetch the images, listen to its
+websocket (progress), interrupt."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +115,14 @@ class ComfyClient:
     def run(self, prompt: dict, timeout: float = 600.0) -> dict:
         return self.wait(self.queue(prompt), timeout=timeout)
 
+    def interrupt(self) -> None:
+        """Stop the running prompt (the Cancel button: ``POST /interrupt``)."""
+        self.session.post(self.base + "/interrupt", timeout=self.timeout).raise_for_status()
+
+    def listen(self) -> Listener:
+        """The server's websocket messages for this client (``with client.listen() as ws: ...``)."""
+        return Listener(self)
+
     @staticmethod
     def images(entry: dict) -> list[dict]:
         """Every image reference ``{filename, subfolder, type}`` in a history entry's outputs."""
@@ -144,3 +157,77 @@ class ComfyClient:
         response.raise_for_status()
         data = response.json()
         return f"{data['subfolder']}/{data['name']}" if data.get("subfolder") else data["name"]
+
+
+class Listener:
+    """Websocket messages the server sends this client (``/ws?clientId=``), collected on a background thread.
+
+    ComfyUI sends ``progress`` (``{value, max, node, prompt_id}``), ``executing``, ``execution_interrupted`` ...
+    only to the client id that queued the prompt, so connect before queueing. Each message is kept as
+    ``(time.monotonic(), type, data)``; binary frames (previews) are skipped.
+    """
+
+    def __init__(self, client: ComfyClient, connect_timeout: float = 30.0) -> None:
+        self.url = client.base.replace("http", "ws", 1) + f"/ws?clientId={client.client_id}"
+        self.connect_timeout = connect_timeout
+        self.messages: list[tuple[float, str, dict]] = []
+        self._changed = threading.Condition()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ws = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True,
+                                        name="comfy-websocket")
+
+    def __enter__(self) -> Listener:
+        self._thread.start()
+        if not self._ready.wait(self.connect_timeout) or self._error is not None:
+            raise ComfyError(f"could not open the websocket {self.url}: {self._error or 'timed out'}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._loop is not None and self._ws is not None and not self._loop.is_closed():
+            try:
+                asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop).result(timeout=5)
+            except Exception:  # already closed by the server
+                pass
+        self._thread.join(timeout=5)
+
+    async def _main(self) -> None:
+        import aiohttp  # ComfyUI's own server dependency: present wherever a ComfyUI runs
+
+        try:
+            async with aiohttp.ClientSession() as session, session.ws_connect(self.url, max_msg_size=0) as ws:
+                self._loop, self._ws = asyncio.get_running_loop(), ws
+                self._ready.set()
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        continue
+                    body = json.loads(msg.data)
+                    with self._changed:
+                        self.messages.append((time.monotonic(), body.get("type", ""), body.get("data") or {}))
+                        self._changed.notify_all()
+        except Exception as exc:  # reported by __enter__ (before connecting) or ignored (server stopped)
+            self._error = exc
+            self._ready.set()
+
+    def of(self, kind: str, prompt_id: str | None = None) -> list[tuple[float, dict]]:
+        """(time, data) of every message of type ``kind`` so far (of one prompt, when given)."""
+        with self._changed:
+            return [(t, d) for t, k, d in self.messages
+                    if k == kind and (prompt_id is None or d.get("prompt_id") == prompt_id)]
+
+    def wait_for(self, kind: str, match: Callable[[dict], bool] = lambda d: True,
+                 timeout: float = 600.0) -> tuple[float, dict]:
+        """The first message of type ``kind`` whose data satisfies ``match`` (waits up to ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = next(((t, d) for t, k, d in self.messages if k == kind and match(d)), None)
+                if found is not None:
+                    return found
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    seen = sorted({k for _, k, _ in self.messages})
+                    raise TimeoutError(f"no '{kind}' message within {timeout:.0f} s (seen: {', '.join(seen)})")
+                self._changed.wait(min(left, 1.0))

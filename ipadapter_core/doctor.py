@@ -10,12 +10,13 @@ import importlib.metadata
 import os
 import platform
 import sys
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import yaml
 
 from . import __version__, config
-from .inventory import FileReport, scan
+from .inventory import FileReport, model_files, scan
 from .presets import find_file, preset_entry
 
 FOLDER_KEYS = ("ipadapter", "clip_vision", "loras")
@@ -85,15 +86,25 @@ def _as_kind(r: FileReport) -> SimpleNamespace:
     return SimpleNamespace(kind=r.kind, tokens=r.tokens, label=r.label or r.kind)
 
 
-def report(folders: dict[str, list[str]], comfyui_version: str | None = None) -> str:
-    """The whole doctor report as text."""
+def report(folders: dict[str, list[str]], comfyui_version: str | None = None,
+           progress: Callable[[int, int], None] | None = None) -> str:
+    """The whole doctor report as text. ``progress(done, total)`` follows the file scan, one step per model
+    file (the node's bar; it may raise to cancel)."""
     out = ["IPAdapter Suite doctor", ""]
     out += [f"{k:16} {v}" for k, v in environment(comfyui_version)]
     scanned: dict[str, list[FileReport]] = {}
+    total = sum(len(model_files(folders.get(key, []))) for key in FOLDER_KEYS)
+    done = [0]
+
+    def step() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
     for key in FOLDER_KEYS:
         paths = folders.get(key, [])
         out += ["", f"models/{key}: " + ("; ".join(paths) if paths else "no folder registered")]
-        reports = scan(paths)
+        reports = scan(paths, progress=step)
         if key == "loras":
             reports = [r for r in reports if "faceid" in os.path.basename(r.path).lower() or r.role == "broken"]
         scanned[key] = reports

@@ -55,13 +55,22 @@ def check_embeds(embeds: object, input: str = "embeds", source: str = "") -> tor
 
 
 def save_embeds(path: str, embeds: torch.Tensor, kind: str = "", kind_label: str = "") -> dict[str, str]:
-    """Write ``embeds`` to ``path`` as safetensors with metadata; returns the metadata."""
+    """Write ``embeds`` to ``path`` as safetensors with metadata; returns the metadata.
+
+    The file appears whole or not at all: it is written under a temporary name (which Load Embeds does not
+    list) and renamed, so a cancelled, crashed or out-of-space save never leaves a truncated embeds file."""
     from safetensors.torch import save_file
 
     check_embeds(embeds)
     meta = {"format": FORMAT, "version": __version__, **describe(embeds), "kind": kind, "kind_label": kind_label,
             "dtype": str(embeds.dtype).replace("torch.", "")}
-    save_file({TENSOR_KEY: embeds.detach().cpu().contiguous()}, path, metadata=meta)
+    partial = f"{path}.{os.getpid()}.partial"
+    try:
+        save_file({TENSOR_KEY: embeds.detach().cpu().contiguous()}, partial, metadata=meta)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
     return meta
 
 

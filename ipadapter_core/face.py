@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -197,8 +198,10 @@ class FaceModel:
                             float(face.det_score), emb, normed, crop, size)
 
     def analyze_batch(self, images: torch.Tensor, crop_size: int, select: str = "largest",
-                      input: str = "image") -> FaceBatch:
-        """Every picture of an IMAGE batch [B, H, W, 3] (0..1) must show a face; errors name the picture."""
+                      input: str = "image", progress: Callable[[int, int], None] | None = None) -> FaceBatch:
+        """Every picture of an IMAGE batch [B, H, W, 3] (0..1) must show a face; errors name the picture.
+
+        ``progress(done, total)`` is called after each picture (the node's bar; it may raise to cancel)."""
         faces = []
         for i, picture in enumerate(images):
             rgb = (picture[..., :3].float().clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
@@ -212,6 +215,8 @@ class FaceModel:
                     "remove that picture from the batch.", input=input,
                 )
             faces.append(face)
+            if progress is not None:
+                progress(i + 1, images.shape[0])
         return FaceBatch(faces)
 
 

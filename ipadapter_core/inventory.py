@@ -12,6 +12,7 @@ import json
 import math
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -172,14 +173,26 @@ def clip_vision_encoder(shapes: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def scan(folders: list[str], extensions: tuple[str, ...] = SAFETENSORS_EXT + PICKLE_EXT) -> list[FileReport]:
-    """Identify every model file under these folders (recursively), sorted by path."""
-    reports = []
+def model_files(folders: list[str], extensions: tuple[str, ...] = SAFETENSORS_EXT + PICKLE_EXT) -> list[str]:
+    """Every model file under these folders (recursively), by name only (nothing is read)."""
+    paths = []
     for folder in folders:
         if not os.path.isdir(folder):
             continue
         for root, _dirs, files in os.walk(folder, followlinks=True):
-            for file in sorted(files):
-                if file.lower().endswith(extensions):
-                    reports.append(identify(os.path.join(root, file)))
+            paths += [os.path.join(root, file) for file in sorted(files) if file.lower().endswith(extensions)]
+    return paths
+
+
+def scan(folders: list[str], extensions: tuple[str, ...] = SAFETENSORS_EXT + PICKLE_EXT,
+         progress: Callable[[], None] | None = None) -> list[FileReport]:
+    """Identify every model file under these folders (recursively), sorted by path.
+
+    ``progress()`` is called after each file: pickles are loaded to be identified, which takes a while for
+    large ones (the caller's bar; it may raise to cancel)."""
+    reports = []
+    for path in model_files(folders, extensions):
+        reports.append(identify(path))
+        if progress is not None:
+            progress()
     return sorted(reports, key=lambda r: r.path)

@@ -10,7 +10,7 @@ import torch
 
 from ..ipadapter_core import enhancer, parsing, tiling
 from ..ipadapter_core.embeds import COMBINE_METHODS
-from . import base, encoding, host
+from . import base, encoding, host, host_progress
 from .apply import IPAdapterEmbeds
 from .apply_core import ApplyOptions, adapter_of, apply_embeds, apply_tokens, check_mask, check_model, check_not_face
 from .declared import BATCH, OPTIONAL, STANDARD, Declared
@@ -27,12 +27,12 @@ def _prepare(model, ipadapter, clip_vision):
     return pipeline, kind, encoding.require_clip_vision(clip_vision or pipeline.clip_vision, kind)
 
 
-def encode_chunks(clip_vision, kind, image: torch.Tensor, batch_size: int = 0, input: str = "image") -> torch.Tensor:
-    """Encode ``batch_size`` images at a time (0 = all at once): long batches fit in memory."""
+def encode_chunks(clip_vision, kind, image: torch.Tensor, batch_size: int = 0, input: str = "image",
+                  bar: host_progress.Progress | None = None) -> torch.Tensor:
+    """Encode ``batch_size`` images at a time (0 = all at once): long batches fit in memory, the node shows
+    progress per chunk (on ``bar`` when given) and Cancel stops it between chunks."""
     encoding.check_image(image, input)
-    if batch_size <= 0 or batch_size >= image.shape[0]:
-        return encoding.encode(clip_vision, kind, image)
-    return torch.cat([encoding.encode(clip_vision, kind, chunk) for chunk in image.split(batch_size)])
+    return encoding.encode(clip_vision, kind, image, batch_size=batch_size, bar=bar)
 
 
 def _negative(clip_vision, kind, cond, image_negative, batch_size: int = 0) -> torch.Tensor:
@@ -150,12 +150,16 @@ class IPAdapterClipVisionEnhancer(_ImageVariant):
     REQUIRED = STANDARD + ("enhance_tiles", "enhance_ratio")
 
     def encode(self, clip_vision, kind, image, batch_size: int, enhance_tiles=1, enhance_ratio=1.0, **_):
-        full = super().encode(clip_vision, kind, image, batch_size)
         n = enhancer.clamp_tiles(enhance_tiles)
         if n == 1:
-            return full
+            return super().encode(clip_vision, kind, image, batch_size)
+        encoding.check_image(image, "image")
         crops = enhancer.split_tiles(image, n)
-        tile_embeds = encode_chunks(clip_vision, kind, crops.reshape(-1, *crops.shape[2:]), batch_size)
+        crops = crops.reshape(-1, *crops.shape[2:])
+        bar = host_progress.progress(encoding.chunk_count(image.shape[0], batch_size)
+                                     + encoding.chunk_count(crops.shape[0], batch_size))
+        full = encode_chunks(clip_vision, kind, image, batch_size, bar=bar)
+        tile_embeds = encode_chunks(clip_vision, kind, crops, batch_size, bar=bar)
         return enhancer.mix(full, enhancer.merge(tile_embeds, n), enhance_ratio, self.UNFOLD)
 
 
@@ -216,8 +220,9 @@ class IPAdapterTiled(Declared):
         opts = ApplyOptions(weight=weight, weight_type=weight_type, combine_embeds=combine_embeds, start_at=start_at,
                             end_at=end_at, embeds_scaling=embeds_scaling, unfold=self.UNFOLD)
         patched, uncond = model, None
+        bar = host_progress.progress(len(tiles) * encoding.chunk_count(tiles[0].shape[0], encode_batch_size))
         for i, (tile, tile_mask) in enumerate(zip(tiles, masks, strict=True)):
-            cond = encode_chunks(cv, kind, tile, encode_batch_size)
+            cond = encode_chunks(cv, kind, tile, encode_batch_size, bar=bar)
             if uncond is None:
                 uncond = _negative(cv, kind, cond, image_negative, encode_batch_size)
             patched = apply_embeds(patched, pipeline, cond, uncond, opts, tile_mask, clone=i == 0)

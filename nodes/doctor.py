@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..ipadapter_core import doctor
-from . import base, host
+from . import base, host, host_progress
 
 
 class IPAdapterDoctor(base.Node):
@@ -26,7 +26,7 @@ class IPAdapterDoctor(base.Node):
 
     def run(self) -> dict:
         folders = {key: host.folder_paths_for(key) for key in doctor.FOLDER_KEYS}
-        text = doctor.report(folders, host.comfyui_version())
+        text = doctor.report(folders, host.comfyui_version(), progress=host_progress.reporter())
         return {"ui": {"text": [text]}, "result": (text,)}
 
 

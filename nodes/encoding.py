@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import os
 import weakref
 from collections import OrderedDict
 
@@ -12,7 +14,7 @@ from ..ipadapter_core import config
 from ..ipadapter_core.embeds import check_finite
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
-from . import host, siglip_heads
+from . import host, host_progress, siglip_heads
 
 
 def encoder_label(name: str | None, width: int | None = None) -> str:
@@ -49,13 +51,57 @@ def require_clip_vision(clip_vision, kind: ModelKind):
     return clip_vision
 
 
-class EncodingCache:
-    """CLIP outputs by (encoder object, image content, mask content), so a re-queue that only changes a
-    weight runs no encoder. Bounded; an entry is only served to the very encoder object that made it."""
+# The default bound: 1 GiB. A 64-frame ViT-H batch with its hidden states is 84 MB (64 x 257 x 1280 x 4 bytes,
+# plus the pooled rows), so about 12 such batches, or hundreds of single references, stay warm for re-queues.
+# The cache lives where the encoder's outputs land (system RAM, unless ComfyUI runs with --gpu-only), and a
+# user of an 8 GB GPU usually has 16-32 GB of RAM, most of it needed for offloaded model weights: 1 GiB is a
+# small share. The old bound (32 entries) could hold 32 x 84 MB = 2.7 GB, or 4x that with 256-frame batches.
+DEFAULT_CACHE_MB = 1024
+CACHE_ENV = "IPAS_ENCODING_CACHE_MB"
+log = logging.getLogger("ipadapter_suite.encoding")
 
-    def __init__(self, capacity: int = 32) -> None:
+
+def cache_bytes_from_env() -> int:
+    """The cache bound in bytes from ``IPAS_ENCODING_CACHE_MB`` (megabytes; 0 turns the cache off)."""
+    raw = os.environ.get(CACHE_ENV, "").strip()
+    if not raw:
+        return DEFAULT_CACHE_MB << 20
+    try:
+        mb = float(raw)
+        if not mb >= 0 or mb == float("inf"):
+            raise ValueError(raw)
+    except ValueError:
+        log.warning("%s=%r is not a size in megabytes (expected a number such as 512, or 0 to turn the encoding "
+                    "cache off); using the default %d MB. Fix the variable and restart ComfyUI.",
+                    CACHE_ENV, raw, DEFAULT_CACHE_MB)
+        return DEFAULT_CACHE_MB << 20
+    return int(mb * (1 << 20))
+
+
+def entry_bytes(value: dict) -> int:
+    """The tensor bytes an entry holds (what the bound counts)."""
+    return sum(t.nbytes for t in value.values() if isinstance(t, torch.Tensor))
+
+
+class EncodingCache:
+    """CLIP outputs by (encoder object, image content, mask content, crop, chunking), so a re-queue that only
+    changes a weight runs no encoder. An entry is only served to the very encoder object that made it.
+
+    Bounded by the bytes of the cached tensors (``max_bytes``; default from ``IPAS_ENCODING_CACHE_MB``), least
+    recently used first out; an entry bigger than the whole bound is not kept. ``capacity`` also caps the entry
+    count, for the Python overhead of very many tiny entries. An entry is stored only once ``compute`` returned,
+    so an encode that raised (Cancel, out of memory) leaves nothing behind.
+    """
+
+    def __init__(self, capacity: int = 1024, max_bytes: int | None = None) -> None:
         self.capacity = capacity
+        self.max_bytes = cache_bytes_from_env() if max_bytes is None else int(max_bytes)
+        self.bytes = 0
         self._items: OrderedDict[tuple, tuple[weakref.ref, dict]] = OrderedDict()
+        self._sizes: dict[tuple, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     @staticmethod
     def digest(t: torch.Tensor | None) -> str | None:
@@ -65,17 +111,32 @@ class EncodingCache:
         return hashlib.blake2b(str(tuple(t.shape)).encode() + t.numpy().tobytes(), digest_size=16).hexdigest()
 
     def get(self, clip_vision, image: torch.Tensor, mask: torch.Tensor | None, compute,
-            crop: bool = True) -> dict[str, torch.Tensor]:
-        key = (id(clip_vision), self.digest(image), self.digest(mask), crop)
+            crop: bool = True, chunk: int = 0) -> dict[str, torch.Tensor]:
+        key = (id(clip_vision), self.digest(image), self.digest(mask), crop, chunk)
         hit = self._items.get(key)
         if hit is not None and hit[0]() is clip_vision:
             self._items.move_to_end(key)
             return hit[1]
         value = compute()
+        self._drop(key)
+        size = entry_bytes(value)
+        if size > self.max_bytes:
+            return value  # larger than the whole bound (or the cache is off): keeping it would evict everything
         self._items[key] = (weakref.ref(clip_vision), value)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        self._sizes[key] = size
+        self.bytes += size
+        while self._items and (self.bytes > self.max_bytes or len(self._items) > self.capacity):
+            self._drop(next(iter(self._items)))
         return value
+
+    def _drop(self, key: tuple) -> None:
+        if self._items.pop(key, None) is not None:
+            self.bytes -= self._sizes.pop(key, 0)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self._sizes.clear()
+        self.bytes = 0
 
 
 ENCODINGS = EncodingCache()
@@ -86,15 +147,49 @@ ENCODINGS = EncodingCache()
 SQUASHED_KINDS = ("instantx_flux", "instantx_sd3")
 
 
+def chunk_count(images: int, batch_size: int = 0) -> int:
+    """How many encoder calls ``images`` take at ``batch_size`` a time (0 = all at once)."""
+    return 1 if batch_size <= 0 or batch_size >= images else -(-images // batch_size)
+
+
+def encode_images(clip_vision, image: torch.Tensor, mask: torch.Tensor | None = None, crop: bool = True,
+                  batch_size: int = 0, bar: host_progress.Progress | None = None) -> dict[str, torch.Tensor]:
+    """Run the encoder ``batch_size`` images at a time, checking Cancel before each chunk and advancing ``bar``
+    (a bar of its own when None) after it. A mask with one entry per image is cut with the images."""
+    n = image.shape[0]
+    count = chunk_count(n, batch_size)
+    size = n if count == 1 else batch_size
+    bar = bar if bar is not None else host_progress.progress(count)
+    outs = []
+    for start in range(0, n, size):
+        host_progress.interrupted()
+        part = mask
+        if mask is not None and count > 1 and mask.dim() == 3 and mask.shape[0] == n:
+            part = mask[start:start + size]
+        outs.append(host.encode_image(clip_vision, image[start:start + size], part, crop=crop))
+        bar.update(1)
+    return outs[0] if count == 1 else {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+
+
 def encode(clip_vision, kind: ModelKind, image: torch.Tensor, mask: torch.Tensor | None = None,
-           clip_vision_file: str | None = None) -> torch.Tensor:
+           clip_vision_file: str | None = None, batch_size: int = 0,
+           bar: host_progress.Progress | None = None) -> torch.Tensor:
     """Encode (or reuse the encoding of the same pixels) and return the output this adapter consumes,
     after checking the encoder fits. ``clip_vision_file`` (the unified loader's) is where a SigLIP
-    pooling head is looked for first."""
+    pooling head is looked for first. ``batch_size`` images go through the encoder at a time (0 = all);
+    ``bar`` is a shared progress bar (a cache hit advances it by the chunks it saved)."""
     image = image[..., :3]
     crop = kind.kind not in SQUASHED_KINDS
-    out = ENCODINGS.get(clip_vision, image, mask, lambda: host.encode_image(clip_vision, image, mask, crop=crop),
-                        crop=crop)
+    chunks = chunk_count(image.shape[0], batch_size)
+    ran: list[bool] = []
+
+    def compute() -> dict[str, torch.Tensor]:
+        ran.append(True)
+        return encode_images(clip_vision, image, mask, crop, batch_size, bar)
+
+    out = ENCODINGS.get(clip_vision, image, mask, compute, crop=crop, chunk=0 if chunks == 1 else batch_size)
+    if bar is not None and not ran:
+        bar.update(chunks)
     if kind.encoder_output == "siglip_pooled":
         tokens = out["image_embeds"]
         if tokens.dim() != 3 or tokens.shape[-1] != kind.encoder_width:

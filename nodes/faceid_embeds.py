@@ -15,7 +15,7 @@ from ..ipadapter_core.attention import fit_rows
 from ..ipadapter_core.embeds import check_finite, combine
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
-from . import encoding, host
+from . import encoding, host, host_progress
 from .apply_options import ApplyOptions
 from .pipeline import Pipeline
 
@@ -65,6 +65,11 @@ def face_model_of(pipeline: Pipeline, insightface):
                              fix="Connect 'IPAdapter InsightFace Loader' (other packs' INSIGHTFACE values differ).",
                              input="insightface")
     return face_model
+
+
+def analyze(face_model, image: torch.Tensor, size: int, select: str, input: str):
+    """``analyze_batch`` with the node's progress bar, and Cancel checked between pictures."""
+    return face_model.analyze_batch(image, size, select, input, progress=host_progress.reporter())
 
 
 def crop_size(kind: ModelKind, clip_vision) -> int:
@@ -133,13 +138,13 @@ def face_tokens(pipeline: Pipeline, kind: ModelKind, image: torch.Tensor, image_
     face_model = face_model_of(pipeline, insightface)
     cv = encoding.require_clip_vision(clip_vision or pipeline.clip_vision, kind) if kind.uses_hidden_states else None
     size = crop_size(kind, cv)
-    faces = face_model.analyze_batch(image, size, face_select, "image")
+    faces = analyze(face_model, image, size, face_select, "image")
     crops = faces.crops()
     cond_ids = faces.embeddings(kind.face_embedding or "normed")
     neg_crops = None
     if image_negative is not None:
         encoding.check_image(image_negative, "image_negative")
-        negatives = face_model.analyze_batch(image_negative, size, face_select, "image_negative")
+        negatives = analyze(face_model, image_negative, size, face_select, "image_negative")
         uncond_ids, neg_crops = negatives.embeddings(kind.face_embedding or "normed"), negatives.crops()
     else:
         uncond_ids = torch.zeros_like(cond_ids[:1])

@@ -11,7 +11,7 @@ from ..ipadapter_core import config, lora
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.face import PACKS, PROVIDERS, SELECT, load_face_model
 from ..ipadapter_core.presets import find_file, not_found
-from . import base, host
+from . import base, host, host_progress
 from .apply_core import ApplyOptions, adapter_of, apply_images, apply_tokens, check_model
 from .faceid_embeds import PLUS_VERSIONS, face_tokens
 from .loaders import model_family
@@ -99,19 +99,22 @@ def paired_lora(adapter, fam: dict) -> tuple[str | None, str]:
     """The LoRA file paired with the adapter: by content first, then by the preset's name patterns."""
     names = host.list_files("loras")
     paths = {n: host.full_path("loras", n) for n in names}
-    layouts = {n: lora.describe_lora(shapes) if (shapes := host.lora_shapes(p)) else None for n, p in paths.items()}
     ia = adapter.weights.ip_adapter
     widths = lora.adapter_widths(ia)
     context = adapter.kind.context_dim
+    layouts: dict[str, lora.LoraLayout | None] = {}
     exact: set[str] = set()
     embedded_key, _ = lora.first_block_key()
-    if embedded_key in ia:
-        for name, lay in layouts.items():
-            if lay is None or not lora.fits_adapter(lay, context, widths):
-                continue
-            key = lora.kohya_first_block(host.lora_shapes(paths[name]))
-            if key and torch.equal(host.lora_tensor(paths[name], key).float(), ia[embedded_key].float()):
-                exact.add(name)
+    # One step per file (its header, and one tensor when its layout fits): a folder of large LoRAs on a slow
+    # disk takes a while, so the node shows progress and Cancel stops between files.
+    for name in host_progress.each(names, len(names)):
+        shapes = host.lora_shapes(paths[name])
+        lay = layouts[name] = lora.describe_lora(shapes) if shapes else None
+        if embedded_key not in ia or lay is None or not lora.fits_adapter(lay, context, widths):
+            continue
+        key = lora.kohya_first_block(shapes)
+        if key and torch.equal(host.lora_tensor(paths[name], key).float(), ia[embedded_key].float()):
+            exact.add(name)
     by_name = [n for pattern in fam.get("lora_patterns", []) for n in sorted(names) if _search(pattern, n)]
     choice = lora.choose_lora(layouts, context, widths, by_name, exact)
     return (paths[choice.name], choice.reason) if choice else (None, "")

@@ -19,7 +19,7 @@ from ..ipadapter_core.images import contrast_adaptive_sharpening, crop_square, r
 from ..ipadapter_core.legacy_noise import v1_noise_image
 from . import base, encoding
 from .apply_core import adapter_of, apply_embeds, apply_tokens, check_model
-from .faceid_embeds import face_model_of
+from .faceid_embeds import analyze, face_model_of
 from .faceid_nodes import face_model
 from .legacy_common import CATEGORY, V1Node, v1_options, v1_pair
 
@@ -55,7 +55,7 @@ class IPAdapterApplyFaceID(V1Node):
             cond, uncond = v1_pair(pipeline, kind, image, noise, clip_vision)
             return (apply_embeds(model, pipeline, cond, uncond, opts, attn_mask),)
         encoding.check_image(image, "image")
-        faces = face_model_of(pipeline, insightface).analyze_batch(image, V1_CROP, "best score", "image")
+        faces = analyze(face_model_of(pipeline, insightface), image, V1_CROP, "best score", "image")
         ids = faces.embeddings(kind.face_embedding or "normed")
         check_finite(ids, "face embedding", "image")
         uncond_ids = torch.zeros_like(ids)
