@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 import torch
+from host_compat import no_api_nodes
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACK_NAME = "ipadapter_suite"
@@ -53,16 +54,6 @@ SD15_UNET_CONFIG: dict[str, Any] = {**_UNETS["sd15-topology"], "model_channels":
 SDXL_UNET_CONFIG: dict[str, Any] = {**_UNETS["sdxl-topology"], "model_channels": 320}
 
 
-def _no_api_nodes(args) -> None:
-    """No partner (API) nodes. cli_args @03294572 maps ``disable_api_nodes`` to ``offline`` and
-    ``disable_partner_nodes`` only while parsing, so on newer hosts setting it afterwards changes nothing:
-    set those too where they exist."""
-    args.disable_api_nodes = True
-    for newer in ("offline", "disable_partner_nodes"):
-        if hasattr(args, newer):
-            setattr(args, newer, True)
-
-
 def boot_comfyui(root: Path) -> None:
     """Make ComfyUI importable in CPU mode (root first on sys.path, args.cpu before model_management)."""
     root = root.resolve()
@@ -72,7 +63,7 @@ def boot_comfyui(root: Path) -> None:
     from comfy.cli_args import args
 
     args.cpu = True
-    _no_api_nodes(args)
+    no_api_nodes(args)
     import comfy.model_management as mm
 
     if mm.cpu_state != mm.CPUState.CPU:

@@ -1,4 +1,4 @@
-"""Bench-side bridges over ComfyUI versions (feature-detected, never by version string)."""
+"""Bridges over ComfyUI versions for the benches and the test harness (feature-detected, never by version string)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,13 @@ def prompt_executor(execution: ModuleType, server: Any) -> Any:
     if "cache_args" in inspect.signature(execution.PromptExecutor.__init__).parameters:
         kwargs["cache_args"] = dict(NEWER_CACHE_ARGS)
     return execution.PromptExecutor(server, **kwargs)
+
+
+def no_api_nodes(args: Any) -> None:
+    """No partner (API) nodes. cli_args @03294572 maps ``disable_api_nodes`` to ``offline`` and
+    ``disable_partner_nodes`` only while parsing, so on newer hosts setting it afterwards changes nothing:
+    set those too where they exist."""
+    args.disable_api_nodes = True
+    for newer in ("offline", "disable_partner_nodes"):
+        if hasattr(args, newer):
+            setattr(args, newer, True)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from bench.host_compat import no_api_nodes
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # Dots, a dash, spaces and brackets: ComfyUI turns "." into "_x_" in the module name; all must work.
 PACK_FOLDER = "IPAdapter-Suite (dev) v1.0"
@@ -32,16 +34,6 @@ def release() -> None:
 
     CACHE.clear()
     gc.collect()
-
-
-def _no_api_nodes(args) -> None:
-    """No partner (API) nodes. cli_args @03294572 maps ``disable_api_nodes`` to ``offline`` and
-    ``disable_partner_nodes`` only while parsing, so on newer hosts setting it afterwards changes nothing:
-    set those too where they exist."""
-    args.disable_api_nodes = True
-    for newer in ("offline", "disable_partner_nodes"):
-        if hasattr(args, newer):
-            setattr(args, newer, True)
 
 
 def boot(comfy_root: Path, models_root: Path | None = None) -> types.ModuleType:
@@ -64,7 +56,7 @@ def boot(comfy_root: Path, models_root: Path | None = None) -> types.ModuleType:
     from comfy.cli_args import args
 
     args.cpu = True
-    _no_api_nodes(args)
+    no_api_nodes(args)
     import comfy.model_management as mm
 
     assert mm.cpu_state == mm.CPUState.CPU, "ComfyUI was imported before args.cpu was set"

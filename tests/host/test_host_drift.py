@@ -10,12 +10,12 @@ from __future__ import annotations
 import copy
 import inspect
 import json
-import sys
 import types
 
 import pytest
 import torch
 
+from bench import host_compat
 from ipadapter_cli.convert import convert
 from ipadapter_cli.workflow import WORKFLOWS_DIR
 from tests.host import adapters, harness, host_drift, probe
@@ -125,19 +125,9 @@ def test_an_embeds_name_leaving_the_input_folder_names_the_input(pack, monkeypat
 # --- bench/requeue.py: PromptExecutor(cache_args=...) -----------------------------------------------------
 
 
-def _bench_host_compat():
-    sys.path.insert(0, str(harness.REPO_ROOT / "bench"))
-    try:
-        import host_compat
-    finally:
-        sys.path.pop(0)
-    return host_compat
-
-
 def test_requeue_bench_builds_the_executor_each_host_needs(comfy):
     import execution
 
-    host_compat = _bench_host_compat()
     real = host_compat.prompt_executor(execution, server=types.SimpleNamespace(client_id=None))
     takes_args = "cache_args" in inspect.signature(execution.PromptExecutor.__init__).parameters
     assert takes_args == hasattr(real, "cache_args"), "the real executor was built without what it reads"
