@@ -1,4 +1,6 @@
-"""``python -m ipadapter_cli {run,demo,doctor,siglip-head} ...``"""
+"""IPAdapter Suite's command line: run a workflow headlessly, run the demo, check an installation
+(doctor), extract a SigLIP pooling head. Run it with the set-up's interpreter,
+~/.cache/ipadapter-suite/venv/bin/python, from the repository root."""
 
 from __future__ import annotations
 

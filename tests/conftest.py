@@ -15,7 +15,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HOST_TIERS = (REPO_ROOT / "tests" / "host", REPO_ROOT / "tests" / "browser")  # both need a ComfyUI checkout
-HOST_SKIP_REASON = "host and browser tiers skipped: set COMFYUI_PATH to a ComfyUI checkout"
+HOST_SKIP_REASON = ("host and browser tiers skipped: no ComfyUI found; clone it "
+                    "(git clone https://github.com/Comfy-Org/ComfyUI ~/ComfyUI) or set COMFYUI_PATH to your checkout")
 
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
