@@ -20,8 +20,9 @@ class DeviceCache:
     """``get(key, make)``: the cached value, or ``make()`` stored under ``key``.
 
     ``device_at`` is the position of the device in every key. Past ``limit`` entries the cache starts
-    over (layouts rarely change within a run). ``make`` runs outside the lock: two threads may both
-    build a missing entry, and the first one stored wins, so every caller sees one value per key.
+    over (layouts rarely change within a run). Writes take the lock; ``make`` runs outside it: two
+    threads may both build a missing entry, and the first one stored wins, so every caller sees one
+    value per key.
     """
 
     def __init__(self, device_at: int, limit: int = 8) -> None:
@@ -31,8 +32,7 @@ class DeviceCache:
         self._lock = threading.Lock()
 
     def get(self, key: tuple, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            hit = self._items.get(key)
+        hit = self._items.get(key)  # one atomic dict read: the per-step path takes no lock on a hit
         if hit is not None:
             return hit
         value = make()

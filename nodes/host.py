@@ -1,7 +1,9 @@
-"""The only module that calls ComfyUI internals (other than node declarations).
+"""The UNet side of the host glue: the calls into ComfyUI internals (other than node declarations).
 
 Folder registration, the UNet's cross-attention sites, attention patching, CLIP vision encoding,
-sigma windows and file look-ups. When the host's API changes, this file changes.
+sigma windows and file look-ups. Its siblings are the rest of the glue: ``host_compat`` (bridges
+over ComfyUI versions), ``host_progress`` (progress bar and Cancel) and ``dit_hooks`` (transformers).
+When the host's API changes, these files change.
 """
 
 from __future__ import annotations

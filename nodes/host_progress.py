@@ -43,11 +43,6 @@ class Progress:
         if self._bar is not None:
             self._bar.update_absolute(self.done, self.total)
 
-    def step(self) -> None:
-        """One step done: advance the bar, then stop here if Cancel was pressed."""
-        self.update(1)
-        interrupted()
-
 
 def progress(total: int) -> Progress:
     return Progress(total)
