@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="ipadapter-demo-output", help="where images are saved (default %(default)s)")
     demo.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the result")
     demo.add_argument("--python", help="interpreter for ComfyUI (default: this one)")
-    demo.add_argument("--keep-work", action="store_true", help="keep the temp folder (server log, yaml)")
+    demo.add_argument("--keep-work", action="store_true",
+                      help="keep the temp folder (ComfyUI's input/output/user folders, the model paths yaml); "
+                           "the server log is kept in --out either way")
 
     doctor = sub.add_parser("doctor", help="identify every IP-Adapter, CLIP vision and FaceID LoRA file by content")
     doctor.add_argument("--comfyui", help="ComfyUI folder (default $COMFYUI_PATH, else ~/ComfyUI)")

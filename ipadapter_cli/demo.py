@@ -101,8 +101,12 @@ def run_demo(opts: DemoOptions) -> list[Path]:
     models_dir, generated = prepare_models(opts)
     work = Path(tempfile.mkdtemp(prefix="ipas-demo-"))
     server = ComfyServer(root, work, models_dir, **({"python": opts.python} if opts.python else {}))
+    # The server log goes beside the images, so the file named here outlives the temporary work folder.
+    out = Path(opts.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    server.log_path = out / "comfyui-server.log"
     try:
-        _say(f"starting ComfyUI from {root} on {server.url} (log: {server.log_path})")
+        _say(f"starting ComfyUI from {root} on {server.url} (server log: {server.log_path})")
         started = time.monotonic()
         server.start()
         _say(f"server up in {time.monotonic() - started:.0f} s")
@@ -116,6 +120,8 @@ def run_demo(opts: DemoOptions) -> list[Path]:
         _say(f"done in {time.monotonic() - started:.0f} s")
         for path in paths:
             _say(f"saved {path.resolve()}")
+        if not paths:
+            _say(f"the workflow saved no image; see the server log: {server.log_path}")
         return paths
     except Exception:
         opts.keep_work = True
@@ -123,7 +129,7 @@ def run_demo(opts: DemoOptions) -> list[Path]:
         raise
     finally:
         server.stop()
-        _say("server stopped")
+        _say(f"server stopped; its log is kept at {server.log_path}")
         if opts.keep_work:
             _say(f"work folder kept: {work}")
         else:

@@ -118,7 +118,7 @@ def load_embeds(path: str) -> tuple[torch.Tensor, dict[str, str]]:
     if not os.path.isfile(path):
         raise IPAdapterError(f"The embeds file '{name}' does not exist.", input="embeds",
                              fix="Refresh ComfyUI (press 'r') and pick the file again; embeds files are read "
-                             "from the input folder.")
+                             "from the input folder, and from the output folder when marked [output].")
     lower = name.lower()
     if lower.endswith(INCUMBENT_EXT):
         return check_embeds(_load_pickle(path, name), "embeds", name), {"format": "ipadpt"}

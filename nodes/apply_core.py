@@ -10,7 +10,7 @@ from ..ipadapter_core.embeds import check_finite, combine
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
 from ..ipadapter_core.weighting import resolve
-from . import dit_apply, encoding, host
+from . import dit_apply, encoding, host, mask_watch
 from .apply_options import ApplyOptions
 from .faceid_embeds import face_tokens
 from .model_family import REFINER_FIX, describe_context, model_layout
@@ -84,8 +84,11 @@ def encode_pair(pipeline: Pipeline, kind: ModelKind, image: torch.Tensor, image_
 
 
 def apply_embeds(model, pipeline: Pipeline, cond: torch.Tensor, uncond: torch.Tensor, opts: ApplyOptions,
-                 attn_mask: torch.Tensor | None = None, alt_cond: torch.Tensor | None = None, clone: bool = True):
-    """Combine and project encoder outputs, then patch (a clone of) the model with the tokens."""
+                 attn_mask: torch.Tensor | None = None, alt_cond: torch.Tensor | None = None, clone: bool = True,
+                 watch_mask: bool = True):
+    """Combine and project encoder outputs, then patch (a clone of) the model with the tokens.
+
+    ``watch_mask=False``: the caller checks the user's mask against the latent itself (tiles)."""
     adapter = pipeline.adapter
     check_finite(cond, "reference embeds", "image")  # (apply_tokens checks the model)
     check_finite(uncond, "negative embeds", "image_negative")
@@ -95,16 +98,17 @@ def apply_embeds(model, pipeline: Pipeline, cond: torch.Tensor, uncond: torch.Te
             uncond = uncond[:1]
     uncond = fit_rows(uncond, cond.shape[0])
     if adapter.kind.is_transformer:
-        return apply_dit_embeds(model, adapter, cond, uncond, opts, attn_mask, clone=clone)
+        return apply_dit_embeds(model, adapter, cond, uncond, opts, attn_mask, clone=clone, watch_mask=watch_mask)
     if alt_cond is not None and not opts.unfold:
         alt_cond = combine(alt_cond, opts.combine_embeds)
     alt_tokens = adapter.project(alt_cond) if alt_cond is not None else None
     return apply_tokens(model, adapter, adapter.project(cond), adapter.project(uncond), opts, attn_mask,
-                        alt_tokens, clone=clone)
+                        alt_tokens, clone=clone, watch_mask=watch_mask)
 
 
 def apply_tokens(model, adapter, cond_tokens: torch.Tensor, uncond_tokens: torch.Tensor, opts: ApplyOptions,
-                 attn_mask: torch.Tensor | None = None, alt_tokens: torch.Tensor | None = None, clone: bool = True):
+                 attn_mask: torch.Tensor | None = None, alt_tokens: torch.Tensor | None = None, clone: bool = True,
+                 watch_mask: bool = True):
     """Resolve per-layer weights and the sigma window, build the application and patch the model.
 
     ``clone=False`` adds to a model this node already cloned (tiles, regional params).
@@ -125,11 +129,13 @@ def apply_tokens(model, adapter, cond_tokens: torch.Tensor, uncond_tokens: torch
     )
     patched = model.clone() if clone else model
     host.patch_model(patched, application)
+    if watch_mask:
+        mask_watch.watch(patched, mask, adapter.name)
     return patched
 
 
 def apply_dit_embeds(model, adapter, cond: torch.Tensor, uncond: torch.Tensor, opts: ApplyOptions,
-                     attn_mask: torch.Tensor | None = None, clone: bool = True):
+                     attn_mask: torch.Tensor | None = None, clone: bool = True, watch_mask: bool = True):
     """Flux / SD3.5 adapters: the same options, checked for what a transformer can honour (dit_apply)."""
     if opts.composition_boost is not None or opts.style_boost is not None:
         raise IPAdapterError(
@@ -144,6 +150,8 @@ def apply_dit_embeds(model, adapter, cond: torch.Tensor, uncond: torch.Tensor, o
         mask=mask, frame_weights=frame_weights, v_norm=opts.v_norm)
     patched = model.clone() if clone else model
     dit_apply.patch_dit(patched, application)
+    if watch_mask:
+        mask_watch.watch(patched, mask, adapter.name)
     return patched
 
 

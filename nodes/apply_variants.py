@@ -10,7 +10,7 @@ import torch
 
 from ..ipadapter_core import enhancer, parsing, tiling
 from ..ipadapter_core.embeds import COMBINE_METHODS
-from . import base, encoding, host, host_progress
+from . import base, encoding, host, host_progress, mask_watch
 from .apply import IPAdapterEmbeds
 from .apply_core import ApplyOptions, adapter_of, apply_embeds, apply_tokens, check_mask, check_model, check_not_face
 from .declared import BATCH, OPTIONAL, STANDARD, Declared
@@ -225,7 +225,9 @@ class IPAdapterTiled(Declared):
             cond = encode_chunks(cv, kind, tile, encode_batch_size, bar=bar)
             if uncond is None:
                 uncond = _negative(cv, kind, cond, image_negative, encode_batch_size)
-            patched = apply_embeds(patched, pipeline, cond, uncond, opts, tile_mask, clone=i == 0)
+            patched = apply_embeds(patched, pipeline, cond, uncond, opts, tile_mask, clone=i == 0, watch_mask=False)
+        # Tile masks place tiles of the reference by design; only the user's own mask is checked.
+        mask_watch.watch(patched, check_mask(attn_mask), pipeline.adapter.name)
         return (patched, torch.cat(tiles), torch.cat(masks))
 
 

@@ -43,7 +43,8 @@ MODEL = ("MODEL", {"tooltip": "The diffusion model to apply the adapter to. It i
 IPADAPTER = ("IPADAPTER", {"tooltip": "The adapter, from 'IPAdapter Unified Loader' or 'IPAdapter Model Loader'."})
 IMAGE = ("IMAGE", {"tooltip": "Reference image(s). Non-square images are centre-cropped by the encoder."})
 IMAGE_NEGATIVE = ("IMAGE", {"tooltip": "Optional image whose features the result should move away from."})
-ATTN_MASK = ("MASK", {"tooltip": "Optional mask: where in the generated image the adapter acts (white = full)."})
+ATTN_MASK = ("MASK", {"tooltip": "Optional mask: where in the generated image the adapter acts (white = full). Make "
+                                 "it at the output's aspect ratio: another one is stretched to fit, with a warning."})
 CLIP_VISION = ("CLIP_VISION", {"tooltip": "CLIP vision encoder; overrides the unified loader's. Must match the "
                                           "adapter (ViT-H for most, ViT-bigG for the ViT-G/SDXL base adapters)."})
 

@@ -230,8 +230,12 @@ def input_directory() -> str:
     return folder_paths.get_input_directory()
 
 
+def output_directory() -> str:
+    return folder_paths.get_output_directory()
+
+
 def input_file_path(name: str, input_name: str = "embeds") -> str:
-    """The path of a file picked from the input folder (ComfyUI's "name [input]" annotations allowed).
+    """The path of a file picked from the input folder, or another with ComfyUI's "name [output]" annotation.
 
     Newer ComfyUI (folder_paths, 2026) raises ``ValueError("Invalid file path")`` for a name that leaves
     its base folder, where 0.3.64 joined it unchecked: that becomes the pack's error naming the input.
@@ -240,8 +244,8 @@ def input_file_path(name: str, input_name: str = "embeds") -> str:
         return folder_paths.get_annotated_filepath(name)
     except ValueError as exc:
         raise IPAdapterError(
-            f"'{name}' is not a file inside ComfyUI's input folder ({str(exc).strip() or 'invalid path'}).",
-            expected="a file name listed by the node, inside the input folder", input=input_name,
+            f"'{name}' is not a file inside ComfyUI's input or output folder ({str(exc).strip() or 'invalid path'}).",
+            expected="a file name listed by the node, inside the input (or output) folder", input=input_name,
             fix="Pick the file from the list, or copy it into ComfyUI's input folder first.",
         ) from None
 

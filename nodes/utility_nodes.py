@@ -113,8 +113,8 @@ class PrepImageForClipVision(base.Node):
 
 class IPAdapterSaveEmbeds(base.Node):
     DISPLAY_NAME = "IPAdapter Save Embeds"
-    DESCRIPTION = ("Save embeds to the output folder as <prefix>_<counter>_.safetensors. To load them, move the "
-                   "file to the input folder and use 'IPAdapter Load Embeds'.")
+    DESCRIPTION = ("Save embeds to the output folder as <prefix>_<counter>_.safetensors. 'IPAdapter Load Embeds' "
+                   "lists them, marked [output] (press R to refresh its list after a save).")
     CATEGORY = "ipadapter/embeds"
     RETURN_TYPES = ()
     OUTPUT_NODE = True
@@ -154,15 +154,19 @@ class IPAdapterSaveEmbeds(base.Node):
 class IPAdapterLoadEmbeds(base.Node):
     DISPLAY_NAME = "IPAdapter Load Embeds"
     DESCRIPTION = ("Load embeds saved by 'IPAdapter Save Embeds' (.safetensors) or by ComfyUI_IPAdapter_plus "
-                   "(.ipadpt) from the input folder. Files holding anything but tensors are refused.")
+                   "(.ipadpt) from the input folder, or those Save Embeds wrote to the output folder (marked "
+                   "[output]). Files holding anything but tensors are refused.")
     CATEGORY = "ipadapter/embeds"
     RETURN_TYPES = ("EMBEDS",)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:
         files = embeds_io.list_embeds_files(host.input_directory())
+        files += [f"{name} [output]" for name in embeds_io.list_embeds_files(host.output_directory())]
         return {"required": {"embeds": (files, {"tooltip": "Embeds files in ComfyUI's input folder (sub-folders "
-                                                "included): .ipadpt and embeds .safetensors."})}}
+                                                "included): .ipadpt and embeds .safetensors; then the embeds files "
+                                                "in the output folder, marked [output] (what Save Embeds wrote). "
+                                                "Press R after a save to see a new file."})}}
 
     @classmethod
     def IS_CHANGED(cls, embeds):

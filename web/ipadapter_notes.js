@@ -3,6 +3,10 @@
 // really uses, the Doctor's report) in a read-only text box under the node. The stock frontend has no
 // place for them, so without this they only reach the server console.
 //
+// Some notes only exist while another node runs: a mask stretched to the latent is found while sampling.
+// The server sends those as an "ipadapter_suite.notes" message ({node, key, text}); they are shown after
+// the node's own notes, and a message with an empty text clears what that key showed before.
+//
 // The box is never saved: it is the node's last widget and is marked not to serialize, so a workflow's
 // widgets_values (and widgets_values_named) and the prompt sent to the server stay exactly those of the
 // node's inputs.
@@ -12,13 +16,15 @@
 // (which writes that store) and on the element as well (older frontends read only the element, whose name
 // went from `inputEl` to `element` and back), and `read_only` is set in the options both renderers read.
 //
-// `app` and `ComfyWidgets` come from window.comfyAPI (every frontend since the TypeScript port); the legacy
+// `app`, `api` and `ComfyWidgets` come from window.comfyAPI (every frontend since the TypeScript port); the legacy
 // modules are imported, dynamically, only where that is missing: a static import of a module a frontend
 // dropped would stop this whole file from loading.
 const app = window.comfyAPI?.app?.app ?? (await import("../../scripts/app.js")).app;
 const ComfyWidgets = window.comfyAPI?.widgets?.ComfyWidgets ?? (await legacyWidgets());
+const api = window.comfyAPI?.api?.api ?? app.api ?? (await import("../../scripts/api.js")).api;
 
 export const NOTES_WIDGET = "ipadapter_notes";
+export const NOTES_EVENT = "ipadapter_suite.notes";
 
 async function legacyWidgets() {
   try {
@@ -51,6 +57,18 @@ function addNotesWidget(node) {
   return widget;
 }
 
+// The node's own notes (from its last result) then those sent while other nodes ran, by key.
+function renderNotes(node) {
+  const lines = [...(node.ipadapterNotes ?? []), ...Object.values(node.ipadapterLiveNotes ?? {}).flat()];
+  const existing = node.widgets?.some((w) => w.name === NOTES_WIDGET);
+  if (lines.length || existing) showNotes(node, lines);
+}
+
+function nodeById(id) {
+  const graph = app.graph ?? app.rootGraph;
+  return graph?.getNodeById?.(id) ?? graph?.getNodeById?.(Number(id)) ?? null;
+}
+
 export function showNotes(node, notes) {
   if (!ComfyWidgets) return;
   const text = (Array.isArray(notes) ? notes : [notes]).join("\n");
@@ -74,7 +92,16 @@ app.registerExtension({
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (output) {
       onExecuted?.apply(this, arguments);
-      if (Array.isArray(output?.text) && output.text.length) showNotes(this, output.text);
+      this.ipadapterNotes = Array.isArray(output?.text) ? output.text : [];
+      renderNotes(this);
     };
+  },
+  setup() {
+    api?.addEventListener?.(NOTES_EVENT, ({ detail }) => {
+      const node = detail && nodeById(detail.node);
+      if (!node || typeof detail.key !== "string") return;
+      node.ipadapterLiveNotes = { ...(node.ipadapterLiveNotes ?? {}), [detail.key]: detail.text ?? [] };
+      renderNotes(node);
+    });
   },
 });

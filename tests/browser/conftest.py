@@ -21,7 +21,7 @@ def browser(request, comfyui_root):
         yield from browser_on("bundled", request.getfixturevalue("demo_server"))
         return
     _version, static = newest_static()
-    server = start_newest_server(comfyui_root, static)
+    server = start_newest_server(comfyui_root, static, request.getfixturevalue("demo_server").models_dir)
     try:
         yield from browser_on("newest", server)
     finally:

@@ -2,9 +2,8 @@
 
 * ``bundled``: the host's own frontend, served by the shared demo server (``demo_server``).
 * ``newest``: the newest ``comfyui-frontend-package`` that ``scripts/setup_frontend.sh`` unpacked into
-  the cache, served by a second ComfyServer of the same ComfyUI with ``--front-end-root``. It has no
-  models: opening a workflow needs only the node definitions (file lists are empty, which the newer
-  frontends report as missing models/inputs; the tests check node types and widget values, not those).
+  the cache, served by a second ComfyServer of the same ComfyUI with ``--front-end-root``. It reads the
+  demo server's models (so a graph can run from the page) and has an empty input folder.
 """
 
 from __future__ import annotations
@@ -41,10 +40,10 @@ def newest_static() -> tuple[str, Path]:
     return version, static
 
 
-def start_newest_server(comfyui_root: Path, static: Path) -> ComfyServer:
-    """A model-less ComfyServer serving ``static`` as its frontend (with its own ``object_info``)."""
+def start_newest_server(comfyui_root: Path, static: Path, models_dir: Path | None = None) -> ComfyServer:
+    """A ComfyServer serving ``static`` as its frontend (with its own ``object_info``) and ``models_dir``."""
     work = Path(tempfile.mkdtemp(prefix="ipas-frontend-server-"))
-    server = ComfyServer(comfyui_root, work / "server", None, extra_args=("--front-end-root", str(static)))
+    server = ComfyServer(comfyui_root, work / "server", models_dir, extra_args=("--front-end-root", str(static)))
     try:
         server.start()
     except BaseException:

@@ -183,3 +183,73 @@ def test_node_notes_show_in_nodes_2_0(browser):
         pytest.skip(f"{label}: this frontend has Nodes 2.0 only as a hidden experimental setting "
                     f"({result['setting'].get('name')!r}), and there: {'; '.join(problems)}")
     assert not problems, f"{label}: " + "; ".join(problems)
+
+
+# A 4:1 attn_mask on a 1:1 latent (issue 14): the graph opened from its API form (node ids kept), queued from
+# the page; the warning found while sampling reaches IPAdapterAdvanced's box over the websocket. Then the
+# mask is made square and the graph queued again: the warning is cleared.
+STRETCHED_MASK_JS = """(async () => {
+  const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+  const until = async (probe, ms) => {
+    for (const end = Date.now() + ms; Date.now() < end; await wait(200)) { const v = await probe(); if (v) return v; }
+    return probe();
+  };
+  const api = window.comfyAPI?.api?.api ?? window.app.api;
+  await window.app.loadApiJson(%(prompt)s, "stretched_mask.json");
+  const graph = window.app.graph;
+  const node = graph.getNodeById(6) ?? graph.getNodeById("6");
+  const mask = graph.getNodeById(5) ?? graph.getNodeById("5");
+  const notes = () => node.widgets?.find((w) => w.name === "ipadapter_notes")?.value ?? null;
+  const done = [];
+  const onDone = (e) => done.push(e.detail?.prompt_id);
+  api.addEventListener("execution_success", onDone);
+  api.addEventListener("execution_error", onDone);
+  try {
+    await window.app.queuePrompt(0, 1);
+    const warned = await until(() => (notes() ?? "").includes("stretched") && done.length >= 1 && notes(), 240000);
+    mask.widgets.find((w) => w.name === "height").value = 512;
+    await window.app.queuePrompt(0, 1);
+    await until(() => done.length >= 2, 240000);
+    await wait(300);
+    return {type: node.type, warned, after: notes(), done: done.length};
+  } finally {
+    api.removeEventListener("execution_success", onDone);
+    api.removeEventListener("execution_error", onDone);
+  }
+})()"""
+
+
+def stretched_mask_prompt(checkpoint: str) -> dict:
+    return {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": checkpoint}},
+        "2": {"class_type": "IPAdapterModelLoader", "inputs": {"ipadapter_file": "ip-adapter_sd15.safetensors"}},
+        "3": {"class_type": "CLIPVisionLoader", "inputs": {"clip_name": "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"}},
+        "4": {"class_type": "EmptyImage", "inputs": {"width": 224, "height": 224, "batch_size": 1, "color": 8421504}},
+        "5": {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 512, "height": 128}},
+        "6": {"class_type": "IPAdapterAdvanced", "inputs": {
+            "model": ["1", 0], "ipadapter": ["2", 0], "image": ["4", 0], "weight": 1.0, "weight_type": "linear",
+            "combine_embeds": "concat", "start_at": 0.0, "end_at": 1.0, "embeds_scaling": "V only",
+            "attn_mask": ["5", 0], "clip_vision": ["3", 0]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "a photo"}},
+        "8": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["1", 1], "text": "blurry"}},
+        "9": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "10": {"class_type": "KSampler", "inputs": {
+            "model": ["6", 0], "seed": 1, "steps": 1, "cfg": 4.0, "sampler_name": "euler", "scheduler": "normal",
+            "positive": ["7", 0], "negative": ["8", 0], "latent_image": ["9", 0], "denoise": 1.0}},
+        "11": {"class_type": "SaveLatent", "inputs": {"samples": ["10", 0], "filename_prefix": "ipas_mask_aspect/run"}},
+    }
+
+
+def test_a_stretched_mask_warns_in_the_notes_box_and_the_log(browser):
+    """A 4:1 mask on a 1:1 latent runs; the warning names both sizes in the node's box and the server log."""
+    from tests.host.server_fixtures import CHECKPOINT
+
+    label = browser.label("stretched-mask warning")
+    checkpoints = browser.server.object_info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0]
+    assert CHECKPOINT in checkpoints, f"{label}: the server behind this page has no demo models"
+    result = browser.eval(js(STRETCHED_MASK_JS, prompt=stretched_mask_prompt(CHECKPOINT)))
+    assert result["type"] == "IPAdapterAdvanced" and result["done"] == 2, f"{label}: {result}"
+    warned = result["warned"] or ""
+    assert "attn_mask is 512x128" in warned and "latent being sampled is 8x8" in warned, f"{label}: box: {warned!r}"
+    assert "stretched" not in (result["after"] or ""), f"{label}: a square mask left the warning: {result['after']!r}"
+    assert "attn_mask is 512x128" in browser.server.log(), f"{label}: the warning is not in the server log"

@@ -137,8 +137,9 @@ def embeds_save() -> tuple[list, list]:
         N(13, "IPAdapterSaveEmbeds", (800, 600), {"filename_prefix": "IP_embeds"}, size=(315, 80)),
         N(4, "IPAdapterEmbeds", (800, 60), {"weight": 0.8}, size=(315, 250)),
         note(11, "Encode once, reuse: the encoder's embeds are applied and saved to output/IP_embeds_00001_"
-                 ".safetensors. Move that file to the input folder and open 'embeds_load_sd15' to reuse them "
-                 "without the reference picture or CLIP vision."),
+                 ".safetensors. Then open 'embeds_load_sd15': its Load Embeds node picks that file (listed as "
+                 "'IP_embeds_00001_.safetensors [output]') to reuse the embeds without the reference picture or "
+                 "CLIP vision. Press R first if the list does not show it yet."),
     ]
     links += [(1, "MODEL", 2, "model"), (2, "ipadapter", 12, "ipadapter"), (3, "IMAGE", 12, "image"),
               (12, "pos_embed", 13, "embeds"), (2, "model", 4, "model"), (2, "ipadapter", 4, "ipadapter"),
@@ -146,7 +147,7 @@ def embeds_save() -> tuple[list, list]:
     return nodes, links
 
 
-EMBEDS_FILE = "IP_embeds_00001_.safetensors"
+EMBEDS_FILE = "IP_embeds_00001_.safetensors [output]"  # what embeds_save_sd15 writes, as Load Embeds lists it
 
 
 def embeds_load() -> tuple[list, list]:
@@ -155,8 +156,9 @@ def embeds_load() -> tuple[list, list]:
         loader(2, "STANDARD (medium strength)", STANDARD),
         N(12, "IPAdapterLoadEmbeds", (420, 200), {"embeds": EMBEDS_FILE}, size=(315, 60)),
         N(4, "IPAdapterEmbeds", (800, 60), {"weight": 0.8}, size=(315, 250)),
-        note(11, "Apply saved embeds: put a file saved by 'IPAdapter Save Embeds' (or a ComfyUI_IPAdapter_plus "
-                 ".ipadpt file) in the input folder and pick it in 'IPAdapter Load Embeds'."),
+        note(11, "Apply saved embeds: run 'embeds_save_sd15' first; its file is picked here (marked [output]). "
+                 "Any other file saved by 'IPAdapter Save Embeds', or a ComfyUI_IPAdapter_plus .ipadpt file put "
+                 "in the input folder, can be picked in 'IPAdapter Load Embeds' too (press R to refresh the list)."),
     ]
     links += [(1, "MODEL", 2, "model"), (2, "model", 4, "model"), (2, "ipadapter", 4, "ipadapter"),
               (12, 0, 4, "pos_embed")]

@@ -84,9 +84,12 @@ def test_save_then_load_round_trip(pack, io_dirs, unet, ipadapter_dir, reference
     (io_dirs["input"] / "photo.png").write_bytes(b"\x89PNG")
     cls = pack.NODE_CLASS_MAPPINGS["IPAdapterLoadEmbeds"]
     listed = cls.INPUT_TYPES()["required"]["embeds"][0]
-    assert listed == ["mine/IP_embeds_00001_.safetensors", "old.ipadpt"]
+    # the input folder's files, then what Save Embeds wrote to the output folder, annotated as ComfyUI does
+    assert listed == ["mine/IP_embeds_00001_.safetensors", "old.ipadpt", "emb/IP_embeds_00001_.safetensors [output]",
+                      "emb/IP_embeds_00002_.safetensors [output]"]
     assert torch.equal(harness.run_node("IPAdapterLoadEmbeds", embeds=listed[0])[0], pos)
     assert torch.equal(harness.run_node("IPAdapterLoadEmbeds", embeds="old.ipadpt")[0], pos * 3)
+    assert torch.equal(harness.run_node("IPAdapterLoadEmbeds", embeds=listed[3])[0], pos * 2)  # saved, not copied
     assert cls.IS_CHANGED(embeds="old.ipadpt") != ""
 
 

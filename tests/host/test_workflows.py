@@ -14,7 +14,6 @@ own adapter and encoder file names, so a downloaded file is found).
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -153,13 +152,13 @@ def _check_faceid_run(server, prompt: dict, entry: dict, faces: list[str]) -> No
 
 
 def _provide_saved_embeds(server) -> None:
-    """Run the save example once and put its file in the input folder under the name the load example picks."""
-    if (server.input_dir / EMBEDS_FILE).exists():
+    """Run the save example once, as a user does before opening the load example (no file copied by hand)."""
+    written = server.output_dir / EMBEDS_FILE.removesuffix(" [output]")
+    if written.exists():
         return
     run_images(server, prepared(server, _load("embeds_save_sd15.json")), "embeds_save_for_load")
-    saved = sorted(server.output_dir.glob("IP_embeds_*"), key=lambda p: p.stat().st_mtime)
-    assert saved, f"the save example wrote no embeds file into {server.output_dir}"
-    shutil.copyfile(saved[-1], server.input_dir / EMBEDS_FILE)
+    assert written.exists(), (f"the save example did not write {written.name} into {server.output_dir}, the file "
+                              "the load example picks")
 
 
 @pytest.mark.parametrize("name", SD_WORKFLOWS)
