@@ -51,7 +51,8 @@ def prepare_models(opts: DemoOptions) -> tuple[Path | None, Path | None]:
     from tests.fixtures.demo_models import default_models_dir, write_demo_models
 
     target = Path(opts.models_dir) if opts.models_dir else default_models_dir()
-    _say(f"demo models in {target} (first run generates ~3.5 GB of random weights: a few minutes)")
+    _say(f"demo models in {target} (the first run writes ~3.7 GB of random weights: about half a minute on a "
+         "2-core machine with a fast disk)")
     paths = write_demo_models(target, opts.comfyui)
     return target, Path(paths["reference_image"])
 
