@@ -25,6 +25,18 @@ def executing_node() -> str | None:
     return None if context is None else str(context.node_id)
 
 
+def _client_id(instance) -> str | None:
+    """The client that queued the running prompt: a context variable on hosts that run prompts side by
+    side (newer ``comfy_execution.utils``), else the server's single ``client_id``."""
+    try:
+        from comfy_execution import utils
+    except ImportError:
+        utils = None
+    if utils is not None and hasattr(utils, "has_current_client_id") and utils.has_current_client_id():
+        return utils.get_current_client_id()
+    return getattr(instance, "client_id", None)
+
+
 def send_notes(node: str | None, key: str, lines: list[str]) -> bool:
     """Show ``lines`` in ``node``'s notes box under ``key`` (none: clear them); False when nothing was sent."""
     if node is None:
@@ -37,8 +49,7 @@ def send_notes(node: str | None, key: str, lines: list[str]) -> bool:
     if instance is None or not hasattr(instance, "send_sync"):
         return False
     try:
-        instance.send_sync(EVENT, {"node": node, "key": key, "text": list(lines)},
-                           getattr(instance, "client_id", None))
+        instance.send_sync(EVENT, {"node": node, "key": key, "text": list(lines)}, _client_id(instance))
     except Exception as error:  # noqa: BLE001 - a note never stops a run
         log.debug("could not send notes to node %s: %s", node, error)
         return False

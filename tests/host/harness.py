@@ -36,8 +36,32 @@ def release() -> None:
     gc.collect()
 
 
+def device() -> str:
+    """The device the host tier runs on: ``$IPAS_DEVICE`` (``cpu``, the default, or ``cuda``)."""
+    return os.environ.get("IPAS_DEVICE", "cpu").strip().lower() or "cpu"
+
+
+def host_args() -> list[str]:
+    """Extra ComfyUI command-line flags for the in-process host (``$IPAS_HOST_ARGS``, e.g. ``--lowvram``)."""
+    import shlex
+
+    return shlex.split(os.environ.get("IPAS_HOST_ARGS", ""))
+
+
+def _apply_host_args(args) -> None:
+    """Set the flags of ``host_args()`` on ComfyUI's parsed ``args``, as if given on its command line."""
+    from comfy.cli_args import parser
+
+    given = parser.parse_args(host_args())
+    for name, value in vars(given).items():
+        if value != parser.get_default(name):
+            setattr(args, name, value)
+
+
 def boot(comfy_root: Path, models_root: Path | None = None) -> types.ModuleType:
-    """Import ComfyUI (CPU, no API nodes) and return its ``nodes`` module. Idempotent.
+    """Import ComfyUI (CPU unless ``$IPAS_DEVICE=cuda``; no API nodes) and return its ``nodes`` module.
+
+    Idempotent. ``$IPAS_HOST_ARGS`` adds ComfyUI flags (``--fp16-unet``, ``--lowvram`` ...).
 
     ``models_root`` gets an ``extra_model_paths.yaml``-style registration of ``ipadapter`` and
     ``clip_vision`` sub-folders *before* the pack loads, the way users point ComfyUI at models.
@@ -55,11 +79,15 @@ def boot(comfy_root: Path, models_root: Path | None = None) -> types.ModuleType:
 
     from comfy.cli_args import args
 
-    args.cpu = True
+    args.cpu = device() == "cpu"
+    _apply_host_args(args)
     no_api_nodes(args)
     import comfy.model_management as mm
 
-    assert mm.cpu_state == mm.CPUState.CPU, "ComfyUI was imported before args.cpu was set"
+    if device() == "cpu":
+        assert mm.cpu_state == mm.CPUState.CPU, "ComfyUI was imported before args.cpu was set"
+    elif not torch.cuda.is_available():
+        raise RuntimeError(f"IPAS_DEVICE={device()} but torch sees no CUDA device")
     import folder_paths
     import utils.extra_config  # noqa: F401  (the `utils` package, before nodes.py puts comfy/ first on sys.path)
 

@@ -144,3 +144,15 @@ def test_the_latent_size_is_read_the_way_each_host_passes_it(pack):
     packed = torch.zeros(1, 1, 9999)
     assert latent_size((packed,), {"latent_shapes": [(1, 128, 4, 24, 32), (1, 8, 100)]}) == (24, 32)
     assert latent_size((packed,), {"latent_shapes": None}) is None
+
+
+def test_notes_go_to_the_client_of_the_running_prompt_where_the_host_tracks_it(pack, sent, monkeypatch):
+    """Newer hosts keep the client id in a context variable (prompts run side by side); 0.3.64 on the server."""
+    import comfy_execution.utils as utils
+
+    send_notes = harness.pack_module("nodes.host_notes").send_notes
+    assert send_notes("5", "k", ["a"]) and sent[-1][2] == "client-1"  # 0.3.64: the server's client_id
+    monkeypatch.setattr(utils, "has_current_client_id", lambda: True, raising=False)
+    monkeypatch.setattr(utils, "get_current_client_id", lambda: "client-2", raising=False)
+    assert send_notes("5", "k", ["a"]) and sent[-1][2] == "client-2"
+    assert not send_notes(None, "k", ["a"]), "no node, nothing to show it in"
