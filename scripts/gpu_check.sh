@@ -9,9 +9,9 @@
 # What travels: the repository (2.6 MB) + .gpu_carry (ComfyUI 0.3.64 source, 4 MB; 10 wheels, 38 MB) =
 # 44.0 MiB of the 64 MiB limit (measured by gpu_carry.sh on 2026-12-03; it writes .gpu_carry/SIZE).
 # Time: not yet run on a GPU (no machine was lent to the session that wrote it). The rehearsal (every
-# check in its CPU form, reduced models) took about 8 minutes on the 2-core development VM. Budget on the
-# H200: under 8 minutes with set-up, leaving the rest of the 15 for one rerun; each check has its own
-# time limit in bench/gpu_check.py.
+# check in its CPU form, reduced models; 2026-12-03, 2-core development VM, other jobs running) took
+# 332 s + 42 s for the DiT check added after it. Budget on the H200: under 8 minutes with set-up, leaving
+# the rest of the 15 for one rerun; each check has its own time limit in bench/gpu_check.py.
 # Without a CUDA device (and without --rehearse) it prints one line and exits 0.
 set -uo pipefail
 
