@@ -9,6 +9,7 @@ import torch
 from .attention import Application, SiteKV, SpatialMask, fit_rows
 from .errors import IPAdapterError
 from .kinds import ModelKind, detect_kind
+from .limits import MAX_KV_BYTES, check_frames
 from .loading import AdapterWeights, load_adapter_file
 from .sites import Site, match_sites
 from .weighting import LayerWeight
@@ -109,10 +110,16 @@ def build_application(
     if frame_weights is not None:
         if not unfold:
             raise ValueError("frame_weights need unfold=True")
-        rows = max(cond.shape[0], frame_weights.shape[0])
-        cond, uncond = fit_rows(cond, rows), fit_rows(uncond, rows)
-        alt_cond = fit_rows(alt_cond, rows) if alt_cond is not None else None
-        frame_weights = fit_rows(frame_weights.float().reshape(-1), rows)
+        frame_weights = frame_weights.float().reshape(-1)
+        check_frames(frame_weights.shape[0], "weight", "The per-frame weight list")
+        if embeds_scaling != "V only":  # each frame's weight is folded into its own K/V rows
+            rows = max(cond.shape[0], frame_weights.shape[0])
+            _check_kv_budget(adapter, sites, weights, cond, rows)
+            cond, uncond = fit_rows(cond, rows), fit_rows(uncond, rows)
+            alt_cond = fit_rows(alt_cond, rows) if alt_cond is not None else None
+            frame_weights = fit_rows(frame_weights, rows)
+        # V only: K/V keep one row per reference image and the weights stay a per-frame output scale; both are
+        # fitted to the latents that exist when the sampler runs (RowLayout.take), so no frame is built twice.
     per_site: dict[tuple, SiteKV] = {}
     for site in sites:
         lw = weights.get(site.key)
@@ -135,6 +142,22 @@ def build_application(
         sites=per_site, sigma_start=sigma_start, sigma_end=sigma_end,
         mask=SpatialMask(mask) if mask is not None else None, label=adapter.name,
     )
+
+
+def _check_kv_budget(adapter: IPAdapterModel, sites: list[Site], weights: dict[tuple, LayerWeight],
+                     cond: torch.Tensor, rows: int) -> None:
+    """Refuse per-frame K/V (K+V scaling with a long weight list) that would not fit in memory."""
+    extra = rows - cond.shape[0]
+    if extra <= 0:
+        return
+    width = sum(site.inner_dim for site in sites if (lw := weights.get(site.key)) is not None and lw.weight != 0)
+    size = extra * int(cond.shape[1]) * width * 4 * 4  # cond and uncond, K and V, fp32
+    if size > MAX_KV_BYTES:
+        raise IPAdapterError(
+            f"The {rows:,}-frame weight list with '{adapter.name}' would build {size / 2**30:.1f} GiB of image keys "
+            "and values (each frame's weight is folded into its own K/V with this embeds_scaling).",
+            expected=f"at most {MAX_KV_BYTES / 2**30:.0f} GiB", input="weight",
+            fix="Use embeds_scaling 'V only' (per-frame weights then cost nothing extra), or fewer frames.")
 
 
 def _project_kv(tokens: torch.Tensor, wk: torch.Tensor, wv: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:

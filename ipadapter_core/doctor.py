@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import yaml
 
 from . import __version__, config
-from .inventory import FileReport, model_files, scan
+from .inventory import FileReport, identify, model_files
+from .loading import untrusted_pickles_allowed
 from .presets import find_file, preset_entry
 
 FOLDER_KEYS = ("ipadapter", "clip_vision", "loras")
@@ -46,7 +47,8 @@ def environment(comfyui_version: str | None) -> list[tuple[str, str]]:
         ("IPAdapter Suite", __version__),
         ("ComfyUI", comfyui_version or "unknown"),
         ("Python", f"{platform.python_version()} ({sys.executable})"),
-        ("torch", f"{torch.__version__} (CUDA {'available' if torch.cuda.is_available() else 'not available'})"),
+        ("torch", f"{torch.__version__} (CUDA {'available' if torch.cuda.is_available() else 'not available'})"
+                  + ("" if untrusted_pickles_allowed() else "; .ipadpt embeds are refused on torch < 2.10")),
         ("onnxruntime", f"{ort}; providers: {onnx_providers()}"),
         ("insightface", package_version("insightface")),
     ]
@@ -93,20 +95,19 @@ def report(folders: dict[str, list[str]], comfyui_version: str | None = None,
     out = ["IPAdapter Suite doctor", ""]
     out += [f"{k:16} {v}" for k, v in environment(comfyui_version)]
     scanned: dict[str, list[FileReport]] = {}
-    total = sum(len(model_files(folders.get(key, []))) for key in FOLDER_KEYS)
-    done = [0]
-
-    def step() -> None:
-        done[0] += 1
-        if progress is not None:
-            progress(done[0], total)
-
+    files = {key: _files_to_read(key, folders.get(key, [])) for key in FOLDER_KEYS}
+    total = sum(len(v) for v in files.values())
+    done = 0
     for key in FOLDER_KEYS:
         paths = folders.get(key, [])
         out += ["", f"models/{key}: " + ("; ".join(paths) if paths else "no folder registered")]
-        reports = scan(paths, progress=step)
-        if key == "loras":
-            reports = [r for r in reports if "faceid" in os.path.basename(r.path).lower() or r.role == "broken"]
+        reports = []
+        for path in files[key]:
+            reports.append(identify(path))  # headers only; never raises (a broken file is reported as such)
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        reports.sort(key=lambda r: r.path)
         scanned[key] = reports
         for r in reports:
             flag = {"broken": "BROKEN ", "other": "WRONG? "}.get(r.role, "       ")
@@ -118,6 +119,15 @@ def report(folders: dict[str, list[str]], comfyui_version: str | None = None,
     out += ["", "Unified loader presets:"] + preset_gaps(adapters, [r for r in scanned["clip_vision"]
                                                                     if r.role == "clip_vision"])
     return "\n".join(out)
+
+
+def _files_to_read(key: str, paths: list[str]) -> list[str]:
+    """The files the report names: every model file, except in loras/ only the FaceID ones (by name), so a
+    folder of hundreds of LoRAs is not read on every run."""
+    found = model_files(paths)
+    if key == "loras":
+        found = [p for p in found if "faceid" in os.path.basename(p).lower()]
+    return found
 
 
 def _misplaced(folder_key: str, r: FileReport) -> str:

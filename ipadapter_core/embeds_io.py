@@ -2,26 +2,28 @@
 
 We write ``.safetensors`` with one tensor ("embeds") and string metadata saying what it is. We read
 ours and the incumbent's ``.ipadpt`` files (``torch.save`` of one tensor, i.e. a pickle) with
-``weights_only=True``: a pickle that holds anything but tensors is refused before any of it runs.
+``weights_only=True``: a pickle that holds anything but tensors is refused before any of it runs, and
+no pickle is opened at all on a torch older than ``loading.SAFE_PICKLE_TORCH`` (these folders take
+uploads). Listing never raises and never opens a pickle: anything unreadable is simply not listed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 
 import torch
 
 from . import __version__, config
 from .errors import IPAdapterError
-from .loading import load_weights_only
+from .files import walk_files
+from .loading import load_weights_only, refuse_untrusted_pickle
 
 FORMAT = "ipadapter-suite/embeds"
 TENSOR_KEY = "embeds"
 INCUMBENT_EXT = ".ipadpt"
 SAFETENSORS_EXT = ".safetensors"
-MAX_HEADER = 1 << 20  # our headers are tiny; anything bigger is not ours
+MAX_HEADER = 1 << 16  # our headers are a few hundred bytes; anything bigger is not ours
 
 
 def describe(embeds: torch.Tensor) -> dict[str, str]:
@@ -74,41 +76,56 @@ def save_embeds(path: str, embeds: torch.Tensor, kind: str = "", kind_label: str
     return meta
 
 
-def read_header(path: str) -> dict | None:
-    """The JSON header of a safetensors file, or None if it is not one (reads only the header)."""
+def read_header(path: str, limit: int = MAX_HEADER) -> dict | None:
+    """The JSON header of a safetensors file, or None if it is not one (reads only the header).
+
+    Any bytes are tolerated (truncated, non-UTF-8, deeply nested, absurd sizes): a listing calls this on
+    uploads, and one bad file must never take the node off the menu."""
     try:
         with open(path, "rb") as f:
             raw = f.read(8)
             if len(raw) < 8:
                 return None
-            (size,) = struct.unpack("<Q", raw)
-            if size > MAX_HEADER:
+            size = int.from_bytes(raw, "little")
+            if size < 2 or size > limit:
                 return None
-            header = json.loads(f.read(size))
-    except (OSError, ValueError):
+            data = f.read(size)
+        if len(data) != size:
+            return None
+        header = json.loads(data.decode("utf-8"))
+    except Exception:  # OSError, UnicodeDecodeError/ValueError, RecursionError (nesting), MemoryError ...
         return None
     return header if isinstance(header, dict) else None
 
 
+def header_metadata(header: object) -> dict[str, str]:
+    """The string metadata of a header (``__metadata__``); anything malformed counts as none."""
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    return {k: v for k, v in meta.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def is_embeds_file(path: str) -> bool:
-    """An incumbent ``.ipadpt`` file, or a safetensors file our Save Embeds wrote."""
+    """An incumbent ``.ipadpt`` file, or a safetensors file our Save Embeds wrote (never raises)."""
     lower = path.lower()
     if lower.endswith(INCUMBENT_EXT):
         return True
     if not lower.endswith(SAFETENSORS_EXT):
         return False
-    header = read_header(path)
-    return bool(header) and (header.get("__metadata__") or {}).get("format") == FORMAT
+    return header_metadata(read_header(path)).get("format") == FORMAT
 
 
 def list_embeds_files(root: str) -> list[str]:
-    """Embeds files under ``root`` (recursively), as sorted paths relative to it with '/' separators."""
+    """Embeds files under ``root`` (recursively, bounded; see ``files.walk_files``), as sorted paths relative
+    to it with '/' separators. Never raises: an unreadable file or folder is left out."""
     found: list[str] = []
-    for folder, _dirs, files in os.walk(root, followlinks=True):
-        for name in files:
-            full = os.path.join(folder, name)
+    try:
+        for full in walk_files(root, (INCUMBENT_EXT, SAFETENSORS_EXT)):
             if is_embeds_file(full):
                 found.append(os.path.relpath(full, root).replace(os.sep, "/"))
+    except Exception:  # belt and braces: a listing feeds /object_info and must not take the node down
+        pass
     return sorted(found)
 
 
@@ -121,6 +138,7 @@ def load_embeds(path: str) -> tuple[torch.Tensor, dict[str, str]]:
                              "from the input folder, and from the output folder when marked [output].")
     lower = name.lower()
     if lower.endswith(INCUMBENT_EXT):
+        refuse_untrusted_pickle(name, "embeds")
         return check_embeds(_load_pickle(path, name), "embeds", name), {"format": "ipadpt"}
     if lower.endswith(SAFETENSORS_EXT):
         return _load_safetensors(path, name)
@@ -141,8 +159,7 @@ def _load_pickle(path: str, name: str) -> object:
 def _load_safetensors(path: str, name: str) -> tuple[torch.Tensor, dict[str, str]]:
     from safetensors import safe_open
 
-    header = read_header(path)
-    meta = (header or {}).get("__metadata__") or {}
+    meta = header_metadata(read_header(path))
     if meta.get("format") != FORMAT:
         raise IPAdapterError(f"'{name}' is a safetensors file but not one 'IPAdapter Save Embeds' wrote.",
                              input="embeds", expected=f"metadata format '{FORMAT}' and one tensor '{TENSOR_KEY}'",
@@ -154,4 +171,4 @@ def _load_safetensors(path: str, name: str) -> tuple[torch.Tensor, dict[str, str
         raise IPAdapterError(f"'{name}' could not be read: {exc}", input="embeds",
                              expected=f"a complete embeds file with a tensor named '{TENSOR_KEY}'",
                              fix="The file is damaged; save the embeds again.") from None
-    return check_embeds(tensor, "embeds", name), dict(meta)
+    return check_embeds(tensor, "embeds", name), meta

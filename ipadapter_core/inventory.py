@@ -1,9 +1,10 @@
 """What is in a model folder: each file identified by content, read as cheaply as possible.
 
-Safetensors headers are read without loading tensors (shapes become meta tensors, which is all
-kind detection needs); pickles are loaded weights-only and memory-mapped where the format allows,
-so naming a 5 GB InstantX Flux .bin does not read 5 GB. Used by the doctor and by error messages
-that want to say "this file is actually X".
+Only headers are read, never tensors: a safetensors file's JSON header, a pickle's opcodes
+(``pickle_header``: nothing is unpickled, imported or called). Shapes become meta tensors, which is
+all kind detection needs, so naming a 5 GB InstantX Flux .bin reads a few MB. Any bytes are
+tolerated: a file that cannot be read is reported as broken and the scan carries on. Used by the
+doctor and by error messages that want to say "this file is actually X".
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,14 +19,18 @@ import torch
 
 from . import config
 from .errors import IPAdapterError
+from .files import walk_files
 from .kinds import detect_kind
-from .loading import ADAPTER_KEY_PREFIXES, PICKLE_EXT, SAFETENSORS_EXT, load_tensor_file, split_adapter_sections
+from .loading import ADAPTER_KEY_PREFIXES, PICKLE_EXT, SAFETENSORS_EXT, split_adapter_sections
+from .pickle_header import read_pickle_tensors
 
 SIGLIP_HEAD = "vision_model.head.probe"  # SigLIP's attention-pooling head, which InstantX Flux needs
 
 _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "F64": torch.float64,
            "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "I8": torch.int8, "BOOL": torch.bool,
            "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
+_PICKLE_DTYPES = {str(t).replace("torch.", ""): t for t in _DTYPES.values()}
+MAX_HEADER = 100_000_000  # a safetensors header is at most this long (the format's own limit)
 
 
 @dataclass(frozen=True)
@@ -51,49 +55,85 @@ class FileReport:
 
 
 def read_shapes(path: str) -> dict[str, torch.Tensor]:
-    """Tensor names -> meta tensors of the right shape/dtype, without reading the data."""
+    """Tensor names -> meta tensors of the right shape/dtype, from the header only (nothing is unpickled)."""
+    name = os.path.basename(path)
     ext = os.path.splitext(path)[1].lower()
     if ext in SAFETENSORS_EXT:
-        with open(path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise IPAdapterError(f"'{os.path.basename(path)}' is too short to be a safetensors file.",
-                                     fix="Download it again.")
-            (length,) = struct.unpack("<Q", head)
-            if length > min(os.path.getsize(path), 100_000_000):
-                raise IPAdapterError(
-                    f"'{os.path.basename(path)}' has an unreadable safetensors header (HeaderTooLarge): it is "
-                    "probably an HTML page or an incomplete download.", fix="Download the file again.")
-            try:
-                header = json.loads(f.read(length))
-            except ValueError:
-                raise IPAdapterError(f"'{os.path.basename(path)}' has a corrupt safetensors header.",
-                                     fix="Download the file again.") from None
-        end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-        if 8 + length + end > os.path.getsize(path):
-            raise IPAdapterError(f"'{os.path.basename(path)}' is truncated: the header promises "
-                                 f"{8 + length + end:,} bytes, the file has {os.path.getsize(path):,}.",
-                                 fix="The download was cut short: download the file again.")
-        return {k: torch.empty(v["shape"], dtype=_DTYPES.get(v["dtype"], torch.float32), device="meta")
-                for k, v in header.items() if k != "__metadata__"}
+        return {k: _meta(shape, _DTYPES.get(dtype, torch.float32)) for k, (shape, dtype) in
+                _safetensors_entries(path, name).items()}
     if ext in PICKLE_EXT:
-        return {k: torch.empty(v.shape, dtype=v.dtype, device="meta")
-                for k, v in _flatten(load_tensor_file(path, mmap=True)).items()}
-    raise IPAdapterError(f"'{os.path.basename(path)}' is not a model file this pack reads.")
+        try:
+            tensors = read_pickle_tensors(path)
+        except Exception as exc:  # not a zip/pickle, truncated, or something the reader does not follow
+            raise IPAdapterError(f"'{name}' is not a readable PyTorch file ({_first_line(exc)}).",
+                                 fix="It is probably truncated or not a model: download it again.") from None
+        return {k: _meta(v.shape, _PICKLE_DTYPES.get(v.dtype, torch.float32)) for k, v in tensors.items()}
+    raise IPAdapterError(f"'{name}' is not a model file this pack reads.")
 
 
-def _flatten(sd: dict, prefix: str = "") -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    for key, value in sd.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        elif isinstance(value, torch.Tensor):
-            out[f"{prefix}{key}"] = value
-    return out
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _meta(shape, dtype: torch.dtype) -> torch.Tensor:
+    return torch.empty(tuple(shape), dtype=dtype, device="meta")
+
+
+def _safetensors_entries(path: str, name: str) -> dict[str, tuple[list[int], str]]:
+    """{tensor: (shape, dtype)} from a safetensors header, after checking every entry's form and extent."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise IPAdapterError(f"'{name}' is too short to be a safetensors file.", fix="Download it again.")
+        length = int.from_bytes(head, "little")
+        if length > min(size - 8, MAX_HEADER):
+            raise IPAdapterError(
+                f"'{name}' has an unreadable safetensors header (HeaderTooLarge): it is probably an HTML page or "
+                "an incomplete download.", fix="Download the file again.")
+        raw = f.read(length)
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except Exception:  # ValueError, UnicodeDecodeError, RecursionError (absurd nesting)
+        header = None
+    if not isinstance(header, dict):
+        raise IPAdapterError(f"'{name}' has a corrupt safetensors header.", fix="Download the file again.")
+    entries, end = {}, 0
+    for key, value in header.items():
+        if key == "__metadata__":
+            continue
+        shape = value.get("shape") if isinstance(value, dict) else None
+        offsets = value.get("data_offsets") if isinstance(value, dict) else None
+        if not (isinstance(shape, list) and len(shape) <= 8 and all(_count(d) for d in shape)
+                and isinstance(offsets, list) and len(offsets) == 2 and all(_count(o) for o in offsets)
+                and isinstance(value.get("dtype"), str)):
+            raise IPAdapterError(f"'{name}' has a malformed safetensors header (entry '{str(key)[:80]}').",
+                                 fix="The file is damaged or was not written by a safetensors library: download "
+                                 "it again.")
+        entries[key] = (shape, value["dtype"])
+        end = max(end, offsets[1])
+    if 8 + length + end > size:
+        raise IPAdapterError(f"'{name}' is truncated: the header promises {8 + length + end:,} bytes, the file "
+                             f"has {size:,}.", fix="The download was cut short: download the file again.")
+    return entries
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 48
 
 
 def identify(path: str) -> FileReport:
-    """Say what a model file is, by content."""
+    """Say what a model file is, by content; never raises (an unreadable file is reported as broken)."""
+    try:
+        return _identify(path)
+    except IPAdapterError as exc:
+        return FileReport(path, "broken", f"{exc.problem} {exc.fix or ''}".strip())
+    except Exception as exc:  # any bytes at all: the report carries on
+        return FileReport(path, "broken", f"could not be read ({type(exc).__name__}: {_first_line(exc)}).")
+
+
+def _identify(path: str) -> FileReport:
     name = os.path.basename(path)
     try:
         shapes = read_shapes(path)
@@ -174,22 +214,17 @@ def clip_vision_encoder(shapes: dict[str, torch.Tensor]) -> str | None:
 
 
 def model_files(folders: list[str], extensions: tuple[str, ...] = SAFETENSORS_EXT + PICKLE_EXT) -> list[str]:
-    """Every model file under these folders (recursively), by name only (nothing is read)."""
-    paths = []
-    for folder in folders:
-        if not os.path.isdir(folder):
-            continue
-        for root, _dirs, files in os.walk(folder, followlinks=True):
-            paths += [os.path.join(root, file) for file in sorted(files) if file.lower().endswith(extensions)]
-    return paths
+    """Every model file under these folders (recursively, bounded, symlink loops cut: ``files.walk_files``),
+    by name only (nothing is read)."""
+    return [path for folder in folders for path in walk_files(folder, extensions)]
 
 
 def scan(folders: list[str], extensions: tuple[str, ...] = SAFETENSORS_EXT + PICKLE_EXT,
          progress: Callable[[], None] | None = None) -> list[FileReport]:
     """Identify every model file under these folders (recursively), sorted by path.
 
-    ``progress()`` is called after each file: pickles are loaded to be identified, which takes a while for
-    large ones (the caller's bar; it may raise to cancel)."""
+    ``progress()`` is called after each file: headers only are read, but a slow disk or a large folder still
+    takes a while (the caller's bar; it may raise to cancel)."""
     reports = []
     for path in model_files(folders, extensions):
         reports.append(identify(path))

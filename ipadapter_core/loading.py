@@ -1,7 +1,11 @@
 """Reading adapter files safely.
 
 A model file is untrusted input: ``.bin``/``.pt`` files are pickles, so they are only read with
-``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
+``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers. That
+guard is only as good as the installed torch: ``weights_only`` has public bypasses before 2.6 and
+2.10 (CVE-2025-32434, CVE-2026-24747), so pickles from folders anyone can upload to are refused on
+older torch (``untrusted_pickles_allowed``); model folders, which only the machine's owner fills,
+keep weights-only loading on any supported torch.
 Both published containers are accepted: the nested ``.bin`` dict and the flat, prefixed
 ``.safetensors`` layout, plus XLabs' flat Flux layout, renamed at load time to the same two sections
 (diffusers' naming) so everything downstream reads one layout.
@@ -18,6 +22,8 @@ import torch
 
 from .errors import IPAdapterError
 
+# The first torch whose weights_only unpickler has no published bypass (CVE-2026-24747 fixed in 2.10).
+SAFE_PICKLE_TORCH = (2, 10)
 SAFETENSORS_EXT = (".safetensors", ".sft")
 PICKLE_EXT = (".bin", ".pt", ".pth", ".ckpt", ".ipadpt")
 
@@ -81,6 +87,32 @@ def _load_safetensors(path: str, name: str) -> dict:
             expected="a complete .safetensors model file",
             fix="Delete the file and download it again (use the file's 'download' link, not the web page).",
         ) from None
+
+
+def torch_version() -> tuple[int, int]:
+    """(major, minor) of the installed torch; the one place the pack reads it (tests patch this)."""
+    match = re.match(r"(\d+)\.(\d+)", str(torch.__version__))
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def untrusted_pickles_allowed() -> bool:
+    """Whether a pickle from a folder anyone may upload to (ComfyUI's input/output) may be read at all."""
+    return torch_version() >= SAFE_PICKLE_TORCH
+
+
+def refuse_untrusted_pickle(name: str, input: str | None = None) -> None:
+    """Raise unless this torch's weights-only loading can be trusted with an uploaded pickle."""
+    if untrusted_pickles_allowed():
+        return
+    have = ".".join(map(str, torch_version()))
+    need = ".".join(map(str, SAFE_PICKLE_TORCH))
+    raise IPAdapterError(
+        f"'{name}' is a pickle (PyTorch) file in a folder anyone who reaches this server can upload to, and this "
+        f"torch ({have}) has known ways around weights-only loading, so it was not opened.",
+        expected=f"a .safetensors embeds file ('IPAdapter Save Embeds' writes them), or torch {need} or newer",
+        fix=f"Re-save the embeds with 'IPAdapter Save Embeds' (safetensors), or upgrade torch to {need}+ "
+        "(pip install -U torch, with ComfyUI's Python).", input=input,
+    )
 
 
 def _first_line(exc: BaseException) -> str:

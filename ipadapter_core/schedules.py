@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from .errors import IPAdapterError
+from .limits import MAX_FRAMES, MAX_SCHEDULE_VALUES, MAX_WIDGET_INT, bounded_int, bounded_text, check_frames
 
 TIMINGS = ["custom", "linear", "ease_in_out", "ease_in", "ease_out", "random"]
 METHODS = ["full batch", "shift batches", "alternate batches"]
@@ -53,13 +54,35 @@ class Strategy:
                                  expected="the weights_strategy output of 'IPAdapter Weights'",
                                  fix="Connect the weights_strategy output of an 'IPAdapter Weights' node.")
         fields = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in value.items() if k in fields})
+        return cls(**{k: v for k, v in value.items() if k in fields}).checked("weights_strategy")
+
+    def checked(self, input: str | None = None) -> Strategy:
+        """The same settings, each checked like its widget (a strategy may arrive as raw JSON on its socket).
+
+        ``input`` names the socket the whole strategy came through; without it each field is its own input."""
+        def where(field: str) -> tuple[str, str]:
+            return (input or field), (f"The strategy's '{field}'" if input else f"'{field}'")
+
+        for name, options in (("timing", TIMINGS), ("method", METHODS)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in options:
+                at, what = where(name)
+                raise IPAdapterError(f"{what} is {str(value)[:80]!r}.", expected=", ".join(options),
+                                     fix="Pick a value from the list.", input=at)
+        at, what = where("weights")
+        bounded_text(self.weights, at, what)
+        ints = {}
+        for name in ("frames", "start_frame", "end_frame", "add_starting_frames", "add_ending_frames", "frame_count"):
+            at, what = where(name)
+            ints[name] = bounded_int(getattr(self, name), at, 0, MAX_FRAMES if name == "frame_count" else
+                                     MAX_WIDGET_INT, what)
+        return Strategy(self.weights, self.timing, method=self.method, **ints)
 
 
 def parse_weights(text: str) -> list[float]:
-    """Numbers separated by commas or newlines; blanks are skipped."""
+    """Numbers separated by commas or newlines; blanks are skipped (at most ``limits.MAX_ENTRIES``)."""
     values = []
-    for part in str(text).replace("\n", ",").split(","):
+    for part in bounded_text(text, "weights").replace("\n", ",").split(","):
         if not part.strip():
             continue
         try:
@@ -129,12 +152,14 @@ def schedule(s: Strategy, image: torch.Tensor | None = None):
                              fix="Pick a method from the list.", input="method")
     weights = curve(s)
     block = len(weights)
+    check_frames(block, "weights", "One block of the schedule")
     image_1 = image_2 = None
     if image is not None:
         n = image.shape[0]
         if n == 0:
             raise IPAdapterError("The image batch is empty.", expected="at least one image", input="image",
                                  fix="Connect a non-empty image batch, or disconnect the input.")
+        _check_size(s, block, image)
         if s.method != "full batch" and n < 2:
             raise IPAdapterError(f"'{s.method}' cross-fades between consecutive images but the batch has 1 image.",
                                  expected="a batch of at least 2 images", input="image",
@@ -151,6 +176,20 @@ def schedule(s: Strategy, image: torch.Tensor | None = None):
         image_2 = image_2.repeat_interleave(block, 0) if image_2 is not None else None
         weights, image_1, image_2 = _pad(weights, image, image_1, image_2, s.add_starting_frames, s.add_ending_frames)
     return weights, invert(weights), len(weights), image_1, image_2
+
+
+def _check_size(s: Strategy, block: int, image: torch.Tensor) -> None:
+    """Refuse, before anything is repeated, a schedule whose frames or image batches would be too large."""
+    n = int(image.shape[0])
+    frames = block * (n - 1 if s.method == "shift batches" else n) + max(int(s.add_starting_frames), 0) \
+        + max(int(s.add_ending_frames), 0)
+    check_frames(frames, "image")
+    values = frames * math.prod(int(d) for d in image.shape[1:]) * (1 if s.method == "full batch" else 2)
+    if values > MAX_SCHEDULE_VALUES:
+        raise IPAdapterError(
+            f"The schedule's image batches would hold {frames:,} frames of {tuple(image.shape[1:])} "
+            f"({values * 4 / 2**30:.1f} GiB).", expected=f"at most {MAX_SCHEDULE_VALUES * 4 / 2**30:.0f} GiB of "
+            "images", fix="Use fewer or smaller images, or fewer frames per image.", input="image")
 
 
 def _alternate(weights: list[float], image: torch.Tensor):

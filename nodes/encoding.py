@@ -14,6 +14,7 @@ from ..ipadapter_core import config
 from ..ipadapter_core.embeds import check_finite
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.kinds import ModelKind
+from ..ipadapter_core.limits import MAX_ENCODE_BATCH, bounded_int
 from . import host, host_progress, siglip_heads
 
 
@@ -149,6 +150,7 @@ SQUASHED_KINDS = ("instantx_flux", "instantx_sd3")
 
 def chunk_count(images: int, batch_size: int = 0) -> int:
     """How many encoder calls ``images`` take at ``batch_size`` a time (0 = all at once)."""
+    batch_size = bounded_int(batch_size, "encode_batch_size", 0, MAX_ENCODE_BATCH)
     return 1 if batch_size <= 0 or batch_size >= images else -(-images // batch_size)
 
 
@@ -180,6 +182,7 @@ def encode(clip_vision, kind: ModelKind, image: torch.Tensor, mask: torch.Tensor
     ``bar`` is a shared progress bar (a cache hit advances it by the chunks it saved)."""
     image = image[..., :3]
     crop = kind.kind not in SQUASHED_KINDS
+    batch_size = bounded_int(batch_size, "encode_batch_size", 0, MAX_ENCODE_BATCH)  # may arrive by a link
     chunks = chunk_count(image.shape[0], batch_size)
     ran: list[bool] = []
 

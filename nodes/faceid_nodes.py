@@ -14,6 +14,7 @@ from ..ipadapter_core.presets import find_file, not_found
 from . import base, host, host_progress
 from .apply_core import ApplyOptions, adapter_of, apply_images, apply_tokens, check_model
 from .faceid_embeds import PLUS_VERSIONS, face_tokens
+from .host_paths import pack_name
 from .loaders import model_family
 from .pipeline import CLIP_VISIONS, Pipeline, load_adapter
 
@@ -36,6 +37,10 @@ T_SELECT = "Which face to use when a picture shows several: the largest (default
 
 def face_model(pack: str, provider: str):
     """A loaded InsightFace pack, shared by every node asking for the same pack and provider."""
+    pack = pack_name(pack)  # a prompt may carry any string here: never a path
+    if provider not in PROVIDERS:
+        raise IPAdapterError(f"'{str(provider)[:100]}' is not an InsightFace provider.", input="provider",
+                             expected=", ".join(PROVIDERS), fix="Pick the provider from the list.")
     roots = host.insightface_roots()
     key = (tuple(roots), pack, provider)
     if key not in _FACE_MODELS:

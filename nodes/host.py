@@ -2,7 +2,8 @@
 
 Folder registration, the UNet's cross-attention sites, attention patching, CLIP vision encoding,
 sigma windows and file look-ups. Its siblings are the rest of the glue: ``host_compat`` (bridges
-over ComfyUI versions), ``host_progress`` (progress bar and Cancel) and ``dit_hooks`` (transformers).
+over ComfyUI versions), ``host_paths`` (file names confined to their folders), ``host_progress``
+(progress bar and Cancel) and ``dit_hooks`` (transformers).
 When the host's API changes, these files change.
 """
 
@@ -24,6 +25,7 @@ from ..ipadapter_core.attention import Application, CrossAttentionPatch
 from ..ipadapter_core.errors import IPAdapterError
 from ..ipadapter_core.sites import Site
 from .host_compat import clip_preprocess
+from .host_paths import input_file_path, model_name, output_save_path  # noqa: F401  (the nodes' file look-ups)
 
 FOLDER = "ipadapter"
 _SITE_PATH = re.compile(
@@ -193,8 +195,9 @@ def list_files(name: str) -> list[str]:
         return []
 
 
-def full_path(name: str, filename: str) -> str | None:
-    return folder_paths.get_full_path(name, filename)
+def full_path(name: str, filename: str, input: str | None = None) -> str | None:
+    """A model file's path, for a name that stays inside the folder (``host_paths.model_name``)."""
+    return folder_paths.get_full_path(name, model_name(name, filename, input))
 
 
 def load_clip_vision(path: str):
@@ -232,41 +235,6 @@ def input_directory() -> str:
 
 def output_directory() -> str:
     return folder_paths.get_output_directory()
-
-
-def input_file_path(name: str, input_name: str = "embeds") -> str:
-    """The path of a file picked from the input folder, or another with ComfyUI's "name [output]" annotation.
-
-    Newer ComfyUI (folder_paths, 2026) raises ``ValueError("Invalid file path")`` for a name that leaves
-    its base folder, where 0.3.64 joined it unchecked: that becomes the pack's error naming the input.
-    """
-    try:
-        return folder_paths.get_annotated_filepath(name)
-    except ValueError as exc:
-        raise IPAdapterError(
-            f"'{name}' is not a file inside ComfyUI's input or output folder ({str(exc).strip() or 'invalid path'}).",
-            expected="a file name listed by the node, inside the input (or output) folder", input=input_name,
-            fix="Pick the file from the list, or copy it into ComfyUI's input folder first.",
-        ) from None
-
-
-def output_save_path(filename_prefix: str, extension: str) -> tuple[str, str, str]:
-    """A fresh ``<prefix>_<counter:05>_<extension>`` path in the output folder, with ComfyUI's counter.
-
-    Returns (full path, file name, subfolder). The trailing underscore before the extension is what
-    ComfyUI's counter parses, so each save gets the next number instead of overwriting.
-    """
-    output_dir = folder_paths.get_output_directory()
-    try:
-        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, output_dir)
-    except Exception as exc:  # the host raises a bare Exception for prefixes leaving the output folder
-        raise IPAdapterError(
-            f"Cannot save with the prefix '{filename_prefix}': {str(exc).strip().splitlines()[0]}",
-            expected="a file name prefix, optionally with sub-folders inside the output folder",
-            fix="Use a prefix such as 'IP_embeds' or 'embeds/portrait'.", input="filename_prefix",
-        ) from None
-    name = f"{filename}_{counter:05}_{extension}"
-    return os.path.join(folder, name), name, subfolder
 
 
 def conditioning_with_values(conditioning: list, values: dict) -> list:

@@ -160,7 +160,7 @@ def rewrite_prompt(json_data: dict) -> dict:
         if not isinstance(node, dict) or node.get("class_type") != "IPAdapterEncoder":
             continue
         inputs = node.get("inputs") or {}
-        if not is_v1_encoder(inputs):
+        if not isinstance(inputs, dict) or not is_v1_encoder(inputs):  # anything else: ComfyUI's validation says
             continue
         renamed = {{"plus": "ipadapter_plus"}.get(k, k): v for k, v in inputs.items()}
         if "image_1" not in renamed and "image" in inputs:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..ipadapter_core.errors import IPAdapterError
+from ..ipadapter_core.limits import MAX_TILES, bounded_int
 from . import base, encoding, host, legacy_embeds, legacy_faceid
 from .apply_core import adapter_of, apply_embeds, check_model
 from .legacy_common import (
@@ -166,7 +167,8 @@ class IPAdapterTilesMasked(V1Node):
         check_model(model, kind)
         encoding.check_image(image, "image")
         opts = v1_options(weight, weight_type, start_at, end_at)
-        if int(short_side_tiles) <= 0:
+        short_side_tiles = bounded_int(short_side_tiles, "short_side_tiles", 0, MAX_TILES)  # may arrive by a link
+        if short_side_tiles <= 0:
             cond, uncond = v1_pair(pipeline, kind, image, noise, clip_vision)
             return (apply_embeds(model, pipeline, cond, uncond, opts),)
         tiles, masks = v1_tiles(image, short_side_tiles, tile_weight)

@@ -27,7 +27,7 @@ class IPAdapterModelLoader(base.Node):
             "tooltip": "An IP-Adapter file (.safetensors preferred) from models/ipadapter or extra_model_paths."})}}
 
     def run(self, ipadapter_file):
-        path = host.full_path(host.FOLDER, ipadapter_file)
+        path = host.full_path(host.FOLDER, ipadapter_file, input="ipadapter_file")
         if path is None:
             raise IPAdapterError(
                 f"'{ipadapter_file}' is not in the ipadapter folders "

@@ -6,6 +6,7 @@ import torch
 
 from ..ipadapter_core import schedules
 from ..ipadapter_core.errors import IPAdapterError
+from ..ipadapter_core.limits import check_frames
 from . import base, encoding, host
 
 WEIGHTS_OUTPUTS = ("FLOAT", "FLOAT", "INT", "IMAGE", "IMAGE", "WEIGHTS_STRATEGY")
@@ -71,8 +72,8 @@ class IPAdapterWeights(base.Node):
 
     def run(self, weights, timing, frames, start_frame, end_frame, add_starting_frames, add_ending_frames, method,
             image=None):
-        strategy = schedules.Strategy(weights, timing, int(frames), int(start_frame), int(end_frame),
-                                      int(add_starting_frames), int(add_ending_frames), method, _frame_count(image))
+        strategy = schedules.Strategy(weights, timing, frames, start_frame, end_frame, add_starting_frames,
+                                      add_ending_frames, method, _frame_count(image)).checked()
         return _outputs(strategy, image)
 
 
@@ -139,6 +140,7 @@ class IPAdapterCombineWeights(base.Node):
 
     def run(self, weights_1, weights_2):
         weights = schedules.as_list(weights_1) + schedules.as_list(weights_2)
+        check_frames(len(weights), "weights_2", "The combined weight list")
         return (weights, len(weights))
 
 

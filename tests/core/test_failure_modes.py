@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from ipadapter_core.adapter import IPAdapterModel, build_application
-from ipadapter_core.attention import CrossAttentionPatch, sdpa_attention
+from ipadapter_core.attention import CrossAttentionPatch
 from ipadapter_core.embeds import check_finite, combine
 from ipadapter_core.errors import IPAdapterError
+from ipadapter_core.few_token_attention import worthwhile
 from ipadapter_core.kinds import detect_kind
 from ipadapter_core.loading import load_adapter_file, split_adapter_sections
 from ipadapter_core.sites import Site
@@ -200,21 +201,52 @@ def test_mask_of_another_size_than_the_latent_is_resized(adapter, size):
 # --- chunk layouts, dtypes and devices ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cou", [(0,), (1, 0), (0, 1, 2), (1, 2), (2,)],
-                         ids=["cfg1", "cfg", "dualcfg", "dualcfg-cfg2-1", "index2-alone"])
-def test_any_chunk_layout_is_served(adapter, cou):
-    """1, 2 and 3 chunks, and DualCFG with cfg2 = 1 ([1, 2], an IndexError in the incumbent)."""
-    out, (q, k, v, extra) = _call(_app(adapter, 0.8), cou=cou, per_chunk=2)
-    assert out.shape == q.shape and torch.isfinite(out).all()
-    base = sdpa_attention(q, k, v, IN.heads)
-    per = 2
-    for i, chunk in enumerate(cou):
-        rows = slice(i * per, (i + 1) * per)
-        cond_like = chunk != 1
-        reference, _ = _call(_app(adapter, 0.8), cou=(0 if cond_like else 1,), per_chunk=2)
-        # Same q rows only when the layout puts them first; compare the added part's size instead.
-        assert (out[rows] - base[rows]).abs().max() > 0, f"chunk {chunk} got no image attention"
-        assert reference.shape[0] == per
+def _ref_rows(adapter, q, k, v, cou, per_chunk: int, w: float, tokens_for) -> torch.Tensor:
+    """Float64 reference at ``IN``: text attention plus ``w`` x image attention, each chunk's rows reading the
+    tokens ``tokens_for(chunk)`` picks. Written from the formula; shares no code with the patch."""
+    def attend(q, k, v):
+        b, n, inner = q.shape
+        d = inner // IN.heads
+        qh, kh, vh = (t.double().reshape(t.shape[0], t.shape[1], IN.heads, d).transpose(1, 2) for t in (q, k, v))
+        probs = torch.softmax(qh @ kh.transpose(-1, -2) / d**0.5, dim=-1)
+        return (probs @ vh).transpose(1, 2).reshape(b, n, inner)
+
+    wk = adapter.weights.ip_adapter["1.to_k_ip.weight"].double()  # IN is the file's layer 1 (first down block)
+    wv = adapter.weights.ip_adapter["1.to_v_ip.weight"].double()
+    keys, values = [], []
+    for chunk in cou:
+        tokens = tokens_for(chunk).double()
+        keys += [tokens @ wk.T] * per_chunk
+        values += [tokens @ wv.T] * per_chunk
+    return attend(q, k, v) + w * attend(q, torch.cat(keys), torch.cat(values))
+
+
+LAYOUTS = {"cfg1": (0,), "cfg": (1, 0), "dualcfg-cfg2-1": (1, 2), "index2-alone": (2,), "dualcfg-3": (1, 0, 2),
+           "dualcfg-nested": (0, 1, 2)}
+
+
+@pytest.mark.parametrize("few_tokens", [False, True], ids=["library", "few-token"])
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_every_row_of_every_chunk_layout_reads_its_own_tokens(adapter, name: str, few_tokens: bool):
+    """Chunk 1 (the negative) reads the uncond tokens, chunks 0 and 2 the reference's, row by row, against a
+    float64 reference (1, 2 and 3 chunks; DualCFG with cfg2 = 1 is [1, 2], an IndexError in the incumbent)."""
+    cou, per, w = LAYOUTS[name], 2, 0.8
+    cond, uncond = _tokens(), _tokens(seed=1)
+    app = _app(adapter, w, cond=cond, uncond=uncond)
+    rows = len(cou) * per
+    gen = torch.Generator().manual_seed(7)
+    q, k, v = (torch.randn(rows, n, IN.inner_dim, generator=gen) for n in (16, 77, 77))
+    extra = {"n_heads": IN.heads, "cond_or_uncond": list(cou), "original_shape": [rows, 4, 8, 8],
+             "activations_shape": [rows, IN.inner_dim, 4, 4]}
+    policy = (lambda q, extra, heads, tokens: worthwhile(q, heads, tokens)) if few_tokens else None
+    out = CrossAttentionPatch(IN.key, few_tokens=policy).stacked(app)(q, k, v, extra)
+    expected = _ref_rows(adapter, q, k, v, cou, per, w, lambda c: uncond if c == 1 else cond)
+    torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-5)
+    # Guard: each chunk's rows are far from what the other side's tokens give, so misrouting one chunk fails above.
+    for index, chunk in enumerate(cou):
+        part = slice(index * per, (index + 1) * per)
+        other = _ref_rows(adapter, q[part], k[part], v[part], (chunk,), per, w, lambda c: cond if c == 1 else uncond)
+        assert (out[part].double() - other).abs().max() > 1e-3, f"chunk {chunk}: cond and uncond tokens agree"
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

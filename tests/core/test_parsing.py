@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from ipadapter_core.errors import IPAdapterError
 from ipadapter_core.parsing import layer_weights, params_entries
@@ -19,19 +20,22 @@ def test_layer_weights_name_layers_the_model_lacks():
     assert "0..10" in str(err.value) and err.value.input == "layer_weights"
 
 
+IMAGES = {name: torch.full((1, 2, 2, 3), float(i)) for i, name in enumerate("abc")}  # regions' images are IMAGEs
+
+
 def _params(n: int = 2, **changes):
-    params = {"image": ["a"] * n, "attn_mask": [None] * n, "weight": [1.0] * n, "weight_type": ["linear"] * n,
+    params = {"image": [IMAGES["a"]] * n, "attn_mask": [None] * n, "weight": [1.0] * n, "weight_type": ["linear"] * n,
               "start_at": [0.0] * n, "end_at": [1.0] * n}
     return {**params, **changes}
 
 
 def test_params_become_one_entry_per_region_skipping_regions_without_image():
-    entries = params_entries(_params(3, image=["a", None, "c"], weight=[0.1, 0.2, 0.3]))
-    assert [(e.image, e.weight) for e in entries] == [("a", 0.1), ("c", 0.3)]
+    entries = params_entries(_params(3, image=[IMAGES["a"], None, IMAGES["c"]], weight=[0.1, 0.2, 0.3]))
+    assert [(e.image, e.weight) for e in entries] == [(IMAGES["a"], 0.1), (IMAGES["c"], 0.3)]
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"image": ["a"]}, "not regional params"),
+    ({"image": [IMAGES["a"]]}, "not regional params"),
     ("text", "not regional params"),
     (_params(2, weight=[1.0]), "different lengths"),
     (_params(1, image=[None]), "no image"),

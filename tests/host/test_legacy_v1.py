@@ -92,7 +92,7 @@ def test_encoder_weights_are_squared_and_batch_embeds_joins_images(case):
     joined = harness.run_node("IPAdapterBatchEmbeds", embed1=full, embed2=half)[0]
     assert joined.shape == (2, 2, *full.shape[2:])
     assert torch.equal(joined[:, 0], full[:, 0]) and torch.equal(joined[:, 1], half[:, 0])
-    with pytest.raises(Exception, match="embed2"):
+    with pytest.raises(harness.error_type(), match="embed2"):
         harness.run_node("IPAdapterBatchEmbeds", embed1=full, embed2=full[0])
 
 
@@ -118,7 +118,7 @@ def test_tiles_zero_is_a_plain_apply(case):
 
 
 def test_apply_encoded_refuses_modern_embeds(case):
-    with pytest.raises(Exception, match="v1 pair") as info:
+    with pytest.raises(harness.error_type(), match="v1 pair") as info:
         harness.run_node("IPAdapterApplyEncoded", ipadapter=case["ipadapter"], embeds=torch.zeros(1, 1024),
                          model=case["model"], weight=1.0)
     assert "input 'embeds'" in str(info.value) and "What to do:" in str(info.value)
@@ -178,7 +178,7 @@ def test_faceid_trio_runs_like_v1(case, face_env):
     latent = harness.sample(harness.run_node("IPAdapterApplyFaceID", **inputs)[0])
     assert not torch.equal(latent, case["base"])
     assert torch.equal(latent, harness.sample(harness.run_node("IPAdapterApplyFaceID", **inputs)[0]))
-    with pytest.raises(Exception, match="FaceID"):
+    with pytest.raises(harness.error_type(), match="FaceID"):
         _v1_apply(case, ipadapter=face_env)
     plain = dict(inputs, ipadapter=case["ipadapter"], image=case["image"], weight=0.8)
     assert torch.equal(harness.sample(harness.run_node("IPAdapterApplyFaceID", **plain)[0]),

@@ -45,10 +45,13 @@ def test_sdxl_adapter_on_sd15_model(pack, unet, clip_vision, reference_image, tm
     _assert_actionable(err.value, "SDXL model", "checkpoint is SD1.5")
 
 
-def test_sdxl_refiner_is_refused_with_its_own_reason(pack, unet, clip_vision, reference_image, tmp_path):
-    comfy_models.UNET_CONFIGS.setdefault("sd15-refinerctx", {**comfy_models.UNET_CONFIGS["sd15-reduced"],
-                                                             "context_dim": 1280})
-    refiner_like = unet("sd15-refinerctx")
+def test_sdxl_refiner_is_refused_with_its_own_reason(pack, unet, clip_vision, reference_image, tmp_path,
+                                                     monkeypatch):
+    # A 1280-wide context like the refiner's, on the small SD1.5 layout; the config is undone after the test
+    # and the model is not put in the session cache.
+    monkeypatch.setitem(comfy_models.UNET_CONFIGS, "sd15-refinerctx",
+                        {**comfy_models.UNET_CONFIGS["sd15-reduced"], "context_dim": 1280})
+    refiner_like = comfy_models.build_unet("sd15-refinerctx")
     sdxl = _adapter_for(unet("sdxl-reduced"), "ip-adapter_sdxl_vit-h.safetensors", tmp_path)
     with pytest.raises(_error_type()) as err:
         harness.run_node("IPAdapterAdvanced", model=refiner_like, ipadapter=sdxl, image=reference_image,
@@ -95,24 +98,20 @@ def test_faceid_file_on_a_plain_node_points_to_the_faceid_node(pack, unet, clip_
         _assert_actionable(err.value, "FaceID", "IPAdapter FaceID")
 
 
-def test_unified_loader_missing_file_lists_folders_and_download(pack, unet, ipadapter_dir):
-    fp = harness.folder_paths()
-    presets = harness.pack_module("ipadapter_core.presets")
-    entry = presets.preset_entry("PLUS FACE (portraits)", "sd15")
-    if presets.find_file(fp.get_filename_list("ipadapter"), entry.patterns):
-        pytest.skip("a real plus-face file is present in this ComfyUI's folders")
-    (ipadapter_dir / "ip-adapter-plus-face_sd15 .safetensors").write_bytes(b"")  # a stray space: a near miss
-    fp.filename_list_cache.clear() if hasattr(fp, "filename_list_cache") else None
+def test_unified_loader_missing_file_lists_folders_and_download(pack, unet, tmp_path, monkeypatch):
+    harness.swap_model_folders(monkeypatch, tmp_path)  # a folder of its own: the shared one is left as it was
+    folder = tmp_path / "ipadapter"
+    (folder / "ip-adapter-plus-face_sd15 .safetensors").write_bytes(b"")  # a stray space: a near miss
     with pytest.raises(_error_type()) as err:
         harness.run_node("IPAdapterUnifiedLoader", model=unet("sd15-reduced"), preset="PLUS FACE (portraits)")
-    _assert_actionable(err.value, "[IPAdapter Unified Loader", str(ipadapter_dir), "ip-adapter-plus-face_sd15",
+    _assert_actionable(err.value, "[IPAdapter Unified Loader", str(folder), "ip-adapter-plus-face_sd15",
                        "huggingface.co", "Near misses")
 
 
-def test_corrupt_and_html_files_are_explained(pack, ipadapter_dir):
-    (ipadapter_dir / "downloaded_page.safetensors").write_bytes(b"<!DOCTYPE html><html>Not found</html>" * 10)
-    fp = harness.folder_paths()
-    fp.filename_list_cache.clear() if hasattr(fp, "filename_list_cache") else None
+def test_corrupt_and_html_files_are_explained(pack, tmp_path, monkeypatch):
+    harness.swap_model_folders(monkeypatch, tmp_path)
+    (tmp_path / "ipadapter" / "downloaded_page.safetensors").write_bytes(
+        b"<!DOCTYPE html><html>Not found</html>" * 10)
     with pytest.raises(_error_type()) as err:
         harness.run_node("IPAdapterModelLoader", ipadapter_file="downloaded_page.safetensors")
     _assert_actionable(err.value, "[IPAdapter Model Loader", "downloaded_page.safetensors", "download")
