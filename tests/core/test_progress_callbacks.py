@@ -30,7 +30,9 @@ def _models(tmp_path, count: int):
         (tmp_path / key).mkdir()
     for i in range(count):
         key = doctor.FOLDER_KEYS[i % 3]
-        (tmp_path / key / f"file_{i}.safetensors").write_bytes(b"<html>not a model</html>")
+        name = f"faceid_lora_{i}.safetensors" if key == "loras" else f"file_{i}.safetensors"  # loras/: FaceID only
+        (tmp_path / key / name).write_bytes(b"<html>not a model</html>")
+    (tmp_path / "loras" / "style_lora.safetensors").write_bytes(b"x")  # not FaceID: not read, not counted
     return folders
 
 
@@ -45,7 +47,7 @@ def test_doctor_scan_stops_when_the_callback_raises(tmp_path, monkeypatch):
     folders = _models(tmp_path, 5)
     read: list[str] = []
     original = inventory.identify
-    monkeypatch.setattr(inventory, "identify", lambda path: read.append(path) or original(path))
+    monkeypatch.setattr(doctor, "identify", lambda path: read.append(path) or original(path))  # as doctor calls it
     calls, progress = _recorder(cancel_at=2)
     with pytest.raises(Cancelled):
         doctor.report(folders, progress=progress)
