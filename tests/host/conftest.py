@@ -65,3 +65,20 @@ def reference_image():
 
     gen = torch.Generator().manual_seed(11)
     return torch.rand(1, 224, 224, 3, generator=gen)
+
+
+@pytest.fixture
+def io_dirs(pack, tmp_path):
+    """ComfyUI's input and output folders pointed at temp dirs (never the checkout's), restored afterwards;
+    ``outside`` is a sibling folder in neither, for names that try to leave them."""
+    fp = harness.folder_paths()
+    old = fp.get_input_directory(), fp.get_output_directory()
+    dirs = {name: tmp_path / name for name in ("input", "output", "outside")}
+    for d in dirs.values():
+        d.mkdir()
+    fp.set_input_directory(str(dirs["input"]))
+    fp.set_output_directory(str(dirs["output"]))
+    yield dirs
+    fp.set_input_directory(old[0])
+    fp.set_output_directory(old[1])
+

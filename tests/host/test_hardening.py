@@ -29,19 +29,6 @@ def _error_type():
     return harness.error_type()
 
 
-@pytest.fixture
-def io_dirs(pack, tmp_path):
-    """ComfyUI's input and output folders pointed at temp dirs, with a sibling folder outside both."""
-    fp = harness.folder_paths()
-    old = fp.get_input_directory(), fp.get_output_directory()
-    dirs = {name: tmp_path / name for name in ("input", "output", "outside")}
-    for d in dirs.values():
-        d.mkdir()
-    fp.set_input_directory(str(dirs["input"]))
-    fp.set_output_directory(str(dirs["output"]))
-    yield dirs
-    fp.set_input_directory(old[0])
-    fp.set_output_directory(old[1])
 
 
 def _save(path) -> None:

@@ -20,19 +20,6 @@ def _error_type():
     return harness.pack_module("ipadapter_core.errors").IPAdapterError
 
 
-@pytest.fixture
-def io_dirs(pack, tmp_path):
-    """ComfyUI's input and output folders pointed at temp dirs (never the checkout's), restored afterwards."""
-    fp = harness.folder_paths()
-    old = fp.get_input_directory(), fp.get_output_directory()
-    dirs = {"input": tmp_path / "input", "output": tmp_path / "output"}
-    for d in dirs.values():
-        d.mkdir()
-    fp.set_input_directory(str(dirs["input"]))
-    fp.set_output_directory(str(dirs["output"]))
-    yield dirs
-    fp.set_input_directory(old[0])
-    fp.set_output_directory(old[1])
 
 
 # --- embeds -----------------------------------------------------------------------------------------
