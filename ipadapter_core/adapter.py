@@ -76,8 +76,12 @@ def _scale_kv(k: torch.Tensor, v: torch.Tensor, w: float | torch.Tensor, mode: s
         return k * w, (v - mean) + mean * w, 1.0
     if mode in ("K+V", "K+V w/ C penalty"):
         return k * w, v * w, 1.0
-    raise IPAdapterError(f"Unknown embeds_scaling '{mode}'.", expected=", ".join(EMBEDS_SCALING),
-                         fix="Pick a scaling mode from the list.", input="embeds_scaling")
+    raise _unknown_scaling(mode)
+
+
+def _unknown_scaling(mode: object) -> IPAdapterError:
+    return IPAdapterError(f"Unknown embeds_scaling '{mode}'.", expected=", ".join(EMBEDS_SCALING),
+                          fix="Pick a scaling mode from the list.", input="embeds_scaling")
 
 
 def build_application(
@@ -103,6 +107,8 @@ def build_application(
     Sites whose weight is 0 get no entry and cost nothing at sampling time. ``frame_weights`` (batch
     mode only) multiplies each latent's weight: a per-frame schedule from 'IPAdapter Weights'.
     """
+    if embeds_scaling not in EMBEDS_SCALING:  # checked even when no site gets K/V (every weight 0)
+        raise _unknown_scaling(embeds_scaling)
     if cond.shape[0] == 0 or uncond.shape[0] == 0:
         raise IPAdapterError("There are no reference embeds (an empty batch).", expected="at least one image",
                              fix="Connect a non-empty image batch.", input="image")

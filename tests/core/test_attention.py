@@ -242,9 +242,10 @@ def test_scaling_modes_are_distinguishable(new_patch, adapter) -> None:
             assert not torch.allclose(outs[i], outs[j], atol=1e-4), (SCALINGS[i], SCALINGS[j])
 
 
-def test_unknown_scaling_is_an_error(adapter) -> None:
-    with pytest.raises(IPAdapterError):
-        make_app(adapter, 1.0, embeds_scaling="K only")
+@pytest.mark.parametrize("weight", [1.0, 0.0], ids=["acting", "weight 0 (no site gets K/V)"])
+def test_unknown_scaling_is_an_error(adapter, weight) -> None:
+    with pytest.raises(IPAdapterError, match="embeds_scaling"):
+        make_app(adapter, weight, embeds_scaling="K only")
 
 
 # --- masks --------------------------------------------------------------------------------------

@@ -134,8 +134,8 @@ FAULTS = {
     "non-finite composition weight": st.sampled_from(NON_FINITE).map(
         lambda w: ({"composition_weight": w}, "weight")),
     "unknown weight_type": st.just(({"weight_type": "sharp", "layer_weights": None}, "weight_type")),
-    # Checked where a site gets K/V: with every weight 0 nothing is built and the mode is never read.
-    "unknown embeds_scaling": st.floats(0.1, 5.0).map(lambda w: (
+    # Refused up front, whatever the weight (0 included: then no site gets K/V, so nothing else reads it).
+    "unknown embeds_scaling": st.floats(0.0, 5.0).map(lambda w: (
         {"scaling": "K only", "weight": w, "weight_type": "linear", "layer_weights": None, "frame_weights": None},
         "embeds_scaling")),
     "unknown combine method": st.integers(2, 3).map(
