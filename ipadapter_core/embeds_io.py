@@ -16,7 +16,7 @@ import torch
 
 from . import __version__, config
 from .errors import IPAdapterError
-from .files import walk_files
+from .files import safetensors_header, walk_files
 from .loading import load_weights_only, refuse_untrusted_pickle
 
 FORMAT = "ipadapter-suite/embeds"
@@ -79,23 +79,12 @@ def save_embeds(path: str, embeds: torch.Tensor, kind: str = "", kind_label: str
 def read_header(path: str, limit: int = MAX_HEADER) -> dict | None:
     """The JSON header of a safetensors file, or None if it is not one (reads only the header).
 
-    Any bytes are tolerated (truncated, non-UTF-8, deeply nested, absurd sizes): a listing calls this on
-    uploads, and one bad file must never take the node off the menu."""
+    Any bytes are tolerated (``files.safetensors_header``): a listing calls this on uploads, and one bad
+    file must never take the node off the menu."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(8)
-            if len(raw) < 8:
-                return None
-            size = int.from_bytes(raw, "little")
-            if size < 2 or size > limit:
-                return None
-            data = f.read(size)
-        if len(data) != size:
-            return None
-        header = json.loads(data.decode("utf-8"))
-    except Exception:  # OSError, UnicodeDecodeError/ValueError, RecursionError (nesting), MemoryError ...
+        return safetensors_header(path, limit)[0]
+    except Exception:  # OSError, UnreadableHeader, MemoryError ...
         return None
-    return header if isinstance(header, dict) else None
 
 
 def header_metadata(header: object) -> dict[str, str]:

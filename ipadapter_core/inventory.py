@@ -9,17 +9,15 @@ doctor and by error messages that want to say "this file is actually X".
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from . import config
 from .errors import IPAdapterError
-from .files import walk_files
+from .files import UnreadableHeader, safetensors_header, walk_files
 from .kinds import detect_kind
 from .loading import ADAPTER_KEY_PREFIXES, PICKLE_EXT, SAFETENSORS_EXT, split_adapter_sections
 from .pickle_header import read_pickle_tensors
@@ -31,6 +29,12 @@ _DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "
            "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 _PICKLE_DTYPES = {str(t).replace("torch.", ""): t for t in _DTYPES.values()}
 MAX_HEADER = 100_000_000  # a safetensors header is at most this long (the format's own limit)
+_HEADER_PROBLEMS = {
+    "short": "is too short to be a safetensors file.",
+    "too large": "has an unreadable safetensors header (HeaderTooLarge): it is probably an HTML page or an "
+                 "incomplete download.",
+    "corrupt": "has a corrupt safetensors header.",
+}
 
 
 @dataclass(frozen=True)
@@ -82,23 +86,10 @@ def _meta(shape, dtype: torch.dtype) -> torch.Tensor:
 
 def _safetensors_entries(path: str, name: str) -> dict[str, tuple[list[int], str]]:
     """{tensor: (shape, dtype)} from a safetensors header, after checking every entry's form and extent."""
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise IPAdapterError(f"'{name}' is too short to be a safetensors file.", fix="Download it again.")
-        length = int.from_bytes(head, "little")
-        if length > min(size - 8, MAX_HEADER):
-            raise IPAdapterError(
-                f"'{name}' has an unreadable safetensors header (HeaderTooLarge): it is probably an HTML page or "
-                "an incomplete download.", fix="Download the file again.")
-        raw = f.read(length)
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except Exception:  # ValueError, UnicodeDecodeError, RecursionError (absurd nesting)
-        header = None
-    if not isinstance(header, dict):
-        raise IPAdapterError(f"'{name}' has a corrupt safetensors header.", fix="Download the file again.")
+        header, length = safetensors_header(path, MAX_HEADER)
+    except UnreadableHeader as exc:
+        raise IPAdapterError(f"'{name}' {_HEADER_PROBLEMS[exc.reason]}", fix="Download the file again.") from None
     entries, end = {}, 0
     for key, value in header.items():
         if key == "__metadata__":
@@ -113,6 +104,7 @@ def _safetensors_entries(path: str, name: str) -> dict[str, tuple[list[int], str
                                  "it again.")
         entries[key] = (shape, value["dtype"])
         end = max(end, offsets[1])
+    size = os.path.getsize(path)
     if 8 + length + end > size:
         raise IPAdapterError(f"'{name}' is truncated: the header promises {8 + length + end:,} bytes, the file "
                              f"has {size:,}.", fix="The download was cut short: download the file again.")
@@ -218,16 +210,3 @@ def model_files(folders: list[str], extensions: tuple[str, ...] = SAFETENSORS_EX
     by name only (nothing is read)."""
     return [path for folder in folders for path in walk_files(folder, extensions)]
 
-
-def scan(folders: list[str], extensions: tuple[str, ...] = SAFETENSORS_EXT + PICKLE_EXT,
-         progress: Callable[[], None] | None = None) -> list[FileReport]:
-    """Identify every model file under these folders (recursively), sorted by path.
-
-    ``progress()`` is called after each file: headers only are read, but a slow disk or a large folder still
-    takes a while (the caller's bar; it may raise to cancel)."""
-    reports = []
-    for path in model_files(folders, extensions):
-        reports.append(identify(path))
-        if progress is not None:
-            progress()
-    return sorted(reports, key=lambda r: r.path)

@@ -47,11 +47,10 @@ class AdapterWeights:
     path: str = ""
 
 
-def load_tensor_file(path: str, mmap: bool = False) -> dict:
+def load_tensor_file(path: str) -> dict:
     """Load a state dict from ``.safetensors`` or a weights-only pickle; refuse everything else.
 
-    ``mmap`` maps a pickle's tensors instead of reading them (zip-format files only; older ones are
-    read in full): for callers that only look at shapes, e.g. the doctor naming a 5 GB file.
+    (Callers that only need shapes read headers instead: ``inventory.read_shapes``.)
     """
     name = os.path.basename(path)
     if not os.path.isfile(path):
@@ -63,7 +62,7 @@ def load_tensor_file(path: str, mmap: bool = False) -> dict:
     if ext in SAFETENSORS_EXT:
         return _load_safetensors(path, name)
     if ext in PICKLE_EXT:
-        return _load_pickle(path, name, mmap)
+        return _load_pickle(path, name)
     raise IPAdapterError(
         f"'{name}' has the extension '{ext}', which this pack does not read.",
         expected="a .safetensors file (preferred) or a PyTorch .bin/.pt/.pth file",
@@ -121,14 +120,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 def load_weights_only(path: str, name: str, *, expected: str, fix_refused: str, fix_broken: str,
-                      input: str | None = None, mmap: bool = False) -> object:
+                      input: str | None = None) -> object:
     """``torch.load(weights_only=True)``: a pickle holding anything but tensors and plain containers is
     refused before any of it runs; every failure becomes an IPAdapterError with the caller's wording."""
-    if mmap:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        except Exception:  # a legacy (non-zip) pickle cannot be mapped: read it below, with full errors
-            pass
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -141,12 +135,12 @@ def load_weights_only(path: str, name: str, *, expected: str, fix_refused: str, 
                              expected=expected, fix=fix_broken, input=input) from None
 
 
-def _load_pickle(path: str, name: str, mmap: bool = False) -> dict:
+def _load_pickle(path: str, name: str) -> dict:
     data = load_weights_only(
         path, name, expected="a weights-only file: tensors in plain dicts/lists (a complete .bin/.pt file)",
         fix_refused="Use the official .safetensors or .bin release of this model; never load model files from "
         "untrusted sources.",
-        fix_broken="The file is probably truncated or not a model; download it again.", mmap=mmap,
+        fix_broken="The file is probably truncated or not a model; download it again.",
     )
     if not isinstance(data, dict):
         raise IPAdapterError(
