@@ -40,11 +40,9 @@ DEVICE = "cpu" if REHEARSE else "cuda"
 
 def _inputs(model, size: int, device: torch.device):
     """One model call's inputs: 2 rows (cond, uncond), the sampler's first sigma."""
-    from tests.host.harness import conditioning
-
-    context = harness._context_dim(model)
+    context = harness.context_dim(model)
     sdxl = context == 2048
-    cond = conditioning(context, 1, sdxl)[0]
+    cond = harness.conditioning(context, 1, sdxl)[0]
     x = torch.randn(2, 4, size, size, generator=torch.Generator().manual_seed(3)).to(device)
     sigma = torch.full((2,), 7.0, device=device)
     c = {"c_crossattn": cond[0].repeat(2, 1, 1).to(device),

@@ -106,10 +106,8 @@ def patch_dit(model, application: DitApplication) -> None:
     if not hasattr(model, "add_wrapper_with_key"):  # model wrappers: ComfyUI from December 2024 on
         raise IPAdapterError("This ComfyUI is too old for transformer IP-Adapters (no model wrappers).",
                              expected="ComfyUI 0.3.60 or newer", fix="Update ComfyUI.", input="model")
-    existing = [w for w in model.get_wrappers(WrappersMP.APPLY_MODEL, WRAPPER_KEY) if isinstance(w, DitPatch)]
-    patch = existing[-1].stacked(application) if existing else DitPatch((application,))
-    model.remove_wrappers_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY)
-    model.add_wrapper_with_key(WrappersMP.APPLY_MODEL, WRAPPER_KEY, patch)
+    host.restack_wrapper(model, WrappersMP.APPLY_MODEL, WRAPPER_KEY, DitPatch,
+                         lambda patch: patch.stacked(application) if patch else DitPatch((application,)))
     holder = comfy.model_patcher.ModelPatcher(application.state, load_device=mm.get_torch_device(),
                                               offload_device=mm.unet_offload_device())
     model.set_additional_models(WRAPPER_KEY, list(model.get_additional_models_with_key(WRAPPER_KEY)) + [holder])

@@ -342,13 +342,28 @@ def has_attention_lora(model) -> bool:
 _registered: set[int] = set()
 
 
-def add_prompt_handler(handler: Callable[[dict], dict]) -> bool:
-    """Register ``handler`` to rewrite every ``POST /prompt`` body; False when no server runs (in-process use)."""
+def restack_wrapper(model, wrapper_type: str, key: str, cls: type, extend: Callable) -> None:
+    """Replace the pack's keyed ``cls`` wrapper on (an already-cloned) ``model`` by ``extend(previous or None)``.
+
+    Our wrappers are immutable, so stacking builds a new one: clones that hold the previous one keep it."""
+    previous = [w for w in model.get_wrappers(wrapper_type, key) if isinstance(w, cls)]
+    wrapper = extend(previous[-1] if previous else None)
+    model.remove_wrappers_with_key(wrapper_type, key)
+    model.add_wrapper_with_key(wrapper_type, key, wrapper)
+
+
+def prompt_server():
+    """ComfyUI's running ``PromptServer`` instance, or None (in-process use, tests, a host without one)."""
     try:
         from server import PromptServer
     except ImportError:
-        return False
-    instance = getattr(PromptServer, "instance", None)
+        return None
+    return getattr(PromptServer, "instance", None)
+
+
+def add_prompt_handler(handler: Callable[[dict], dict]) -> bool:
+    """Register ``handler`` to rewrite every ``POST /prompt`` body; False when no server runs (in-process use)."""
+    instance = prompt_server()
     if instance is None or not hasattr(instance, "add_on_prompt_handler"):
         return False
     if id(instance) in _registered:

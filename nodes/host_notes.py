@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from .host import prompt_server
+
 EVENT = "ipadapter_suite.notes"
 log = logging.getLogger("ipadapter_suite")
 
@@ -41,11 +43,7 @@ def send_notes(node: str | None, key: str, lines: list[str]) -> bool:
     """Show ``lines`` in ``node``'s notes box under ``key`` (none: clear them); False when nothing was sent."""
     if node is None:
         return False
-    try:
-        from server import PromptServer
-    except ImportError:
-        return False
-    instance = getattr(PromptServer, "instance", None)
+    instance = prompt_server()
     if instance is None or not hasattr(instance, "send_sync"):
         return False
     try:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..ipadapter_core.mask_aspect import stretch_warning
+from . import host
 from .host_notes import executing_node, send_notes
 
 WRAPPER_KEY = "ipadapter_suite.mask_aspect"
@@ -90,7 +91,5 @@ def watch(model, mask: torch.Tensor | None, label: str) -> None:
     if kind is None or not hasattr(model, "add_wrapper_with_key"):  # hosts before model wrappers
         return
     check = MaskCheck(executing_node(), label, (int(mask.shape[-2]), int(mask.shape[-1])))
-    existing = [w for w in model.get_wrappers(kind, WRAPPER_KEY) if isinstance(w, MaskAspectWatch)]
-    watcher = existing[-1].with_check(check) if existing else MaskAspectWatch((check,))
-    model.remove_wrappers_with_key(kind, WRAPPER_KEY)
-    model.add_wrapper_with_key(kind, WRAPPER_KEY, watcher)
+    host.restack_wrapper(model, kind, WRAPPER_KEY, MaskAspectWatch,
+                         lambda watcher: watcher.with_check(check) if watcher else MaskAspectWatch((check,)))

@@ -228,7 +228,7 @@ def sample(model, *, steps: int = 2, cfg: float = 4.0, seed: int = 7, size: int 
     import comfy.hooks
     import comfy.sample
 
-    context = _context_dim(model)
+    context = context_dim(model)
     sdxl = context == 2048
     latent = torch.zeros(batch, 4, size, size)
     noise = comfy.sample.prepare_noise(latent, seed)
@@ -243,7 +243,7 @@ def sample(model, *, steps: int = 2, cfg: float = 4.0, seed: int = 7, size: int 
     return out
 
 
-def _context_dim(model) -> int:
+def context_dim(model) -> int:
     for name, module in model.model.diffusion_model.named_modules():
         if name.endswith("attn2"):
             return int(module.to_k.weight.shape[1])

@@ -28,7 +28,7 @@ def tiny_resampler(dim: int, heads: int, output_dim: int, depth: int, ff_mult: i
 
 def write_plus(directory: Path, filename: str, model, seed: int = 0, kolors: bool = False) -> Path:
     """A plus (or, with ``kolors``, Kolors-plus: Resampler width 2048) adapter for ``model`` and the tiny encoder."""
-    context = harness._context_dim(model)
+    context = harness.context_dim(model)
     published = "ip_adapter_plus_general.bin" if kolors else (
         "ip-adapter-plus_sd15.safetensors" if context == 768 else "ip-adapter-plus_sdxl_vit-h.safetensors")
     proj = tiny_resampler(2048, 1, context, 1, 1) if kolors else tiny_resampler(128, 2, context, 2, 2)
