@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from ..ipadapter_core.adapter import EMBEDS_SCALING
@@ -49,6 +50,14 @@ CLIP_VISION = ("CLIP_VISION", {"tooltip": "CLIP vision encoder; overrides the un
                                           "adapter (ViT-H for most, ViT-bigG for the ViT-G/SDXL base adapters)."})
 
 
+_running: contextvars.ContextVar[str | None] = contextvars.ContextVar("ipadapter_suite_node", default=None)
+
+
+def running_node() -> str | None:
+    """The display name of the pack's node executing now (None outside one), for messages raised later."""
+    return _running.get()
+
+
 class Node:
     """Base for our nodes: subclasses set DISPLAY_NAME and implement ``run``; errors name the node."""
 
@@ -57,10 +66,13 @@ class Node:
     CATEGORY = "ipadapter"
 
     def execute(self, **kwargs: Any) -> tuple:
+        token = _running.set(self.DISPLAY_NAME)
         try:
             return self.run(**kwargs)
         except IPAdapterError as exc:
             raise exc.at(node=self.DISPLAY_NAME) from None
+        finally:
+            _running.reset(token)
 
     def run(self, **kwargs: Any) -> tuple:  # pragma: no cover - every node overrides it
         raise NotImplementedError

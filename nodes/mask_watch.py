@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..ipadapter_core.mask_aspect import stretch_warning
-from . import host
+from . import base, host
 from .host_notes import executing_node, send_notes
 
 WRAPPER_KEY = "ipadapter_suite.mask_aspect"
@@ -24,15 +24,16 @@ log = logging.getLogger("ipadapter_suite")
 
 @dataclass(frozen=True)
 class MaskCheck:
-    """One adapter's mask: its size, the node that applied it, and a name for the log."""
+    """One adapter's mask: its size, and the node (id and display name) and adapter file that applied it."""
 
     node: str | None
-    label: str
+    node_name: str
+    adapter: str
     mask_hw: tuple[int, int]
 
     def warning(self, latent_hw: tuple[int, int]) -> str | None:
-        who = f"node {self.node} ({self.label})" if self.node is not None else self.label
-        return stretch_warning(self.mask_hw, latent_hw, who)
+        where = ", ".join(([f"node {self.node}"] if self.node is not None else []) + [self.adapter])
+        return stretch_warning(self.mask_hw, latent_hw, f"{self.node_name} ({where})")
 
 
 def latent_size(args: tuple, kwargs: dict) -> tuple[int, int] | None:
@@ -79,8 +80,9 @@ class MaskAspectWatch:
         return executor(*args, **kwargs)
 
 
-def watch(model, mask: torch.Tensor | None, label: str) -> None:
-    """Check ``mask`` against the latent each time (an already-cloned) ``model`` is sampled."""
+def watch(model, mask: torch.Tensor | None, adapter: str) -> None:
+    """Check ``mask`` against the latent each time (an already-cloned) ``model`` is sampled; the warning names
+    the node applying it now (id and display name) and the ``adapter`` file."""
     if mask is None:
         return
     try:
@@ -90,6 +92,7 @@ def watch(model, mask: torch.Tensor | None, label: str) -> None:
     kind = getattr(WrappersMP, "OUTER_SAMPLE", None)
     if kind is None or not hasattr(model, "add_wrapper_with_key"):  # hosts before model wrappers
         return
-    check = MaskCheck(executing_node(), label, (int(mask.shape[-2]), int(mask.shape[-1])))
+    check = MaskCheck(executing_node(), base.running_node() or "IPAdapter", adapter,
+                      (int(mask.shape[-2]), int(mask.shape[-1])))
     host.restack_wrapper(model, kind, WRAPPER_KEY, MaskAspectWatch,
                          lambda watcher: watcher.with_check(check) if watcher else MaskAspectWatch((check,)))

@@ -61,6 +61,7 @@ def test_a_4_to_1_mask_on_a_square_latent_runs_and_warns_in_the_log_and_the_note
     logged = _warnings(caplog)
     assert len(logged) == 1, logged
     assert "256x64" in logged[0] and "8x8" in logged[0] and "node 12" in logged[0] and "4.00x" in logged[0]
+    assert "IPAdapter Advanced (node 12, " in logged[0], "the warning names the node as the user sees it"
     notes = [data for event, data, _ in sent if event == "ipadapter_suite.notes"]
     shown = "WARNING: " + logged[0].removeprefix("[IPAdapter Suite] ")
     assert notes == [{"node": "12", "key": "mask_aspect", "text": [shown]}]
