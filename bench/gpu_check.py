@@ -50,6 +50,11 @@ def checks(rehearse: bool) -> list[tuple[str, list[str], dict[str, str], int]]:
     ]
 
 
+def _text(output: str | bytes | None) -> str:
+    """A child's output as text (``TimeoutExpired`` may carry bytes even when text was asked for)."""
+    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+
+
 def run_check(name: str, command: list[str], env: dict[str, str], limit: int, out: Path) -> dict:
     command = [part.replace("{out}", str(out)) for part in command]
     started = time.monotonic()
@@ -57,10 +62,11 @@ def run_check(name: str, command: list[str], env: dict[str, str], limit: int, ou
     try:
         done = subprocess.run(command, cwd=REPO, env={**os.environ, **env}, capture_output=True, text=True,
                               timeout=limit)
-        status, text = ("pass" if done.returncode == 0 else f"fail (exit {done.returncode})"), done.stdout + done.stderr
+        status, stdout, stderr = ("pass" if done.returncode == 0 else f"fail (exit {done.returncode})",
+                                  done.stdout, done.stderr)
     except subprocess.TimeoutExpired as exc:
-        status, text = f"fail (over {limit} s)", (exc.stdout or b"").decode(errors="replace") if isinstance(
-            exc.stdout, bytes) else (exc.stdout or "")
+        status, stdout, stderr = f"fail (over {limit} s)", exc.stdout, exc.stderr
+    text = _text(stdout) + _text(stderr)
     log.write_text(text)
     tail = [line for line in text.strip().splitlines() if line.strip()][-1:] or [""]
     return {"check": name, "status": status, "seconds": round(time.monotonic() - started, 1),
