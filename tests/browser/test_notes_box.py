@@ -56,14 +56,18 @@ def test_node_notes_are_shown_and_never_saved(browser):
     assert "ipadapter_notes" not in result["prompt_inputs"], f"{label}: the notes box leaked into the prompt"
 
 
-# Queues the graph through the frontend (POST /prompt, results over the websocket), as a user's Run does.
-RUN_DOCTOR_JS = """(async () => {
-  const wait = (ms) => new Promise((r) => setTimeout(r, ms));
+# `wait(ms)`, and `until(probe, ms)`: the probe's first truthy value within ms (or its last value), for page scripts.
+UNTIL_JS = """  const wait = (ms) => new Promise((r) => setTimeout(r, ms));
   const until = async (probe, ms) => {
     for (const end = Date.now() + ms; Date.now() < end; await wait(200)) { const v = await probe(); if (v) return v; }
     return probe();
   };
-  const api = window.comfyAPI?.api?.api ?? window.app.api;
+"""
+
+
+# Queues the graph through the frontend (POST /prompt, results over the websocket), as a user's Run does.
+RUN_DOCTOR_JS = """(async () => {
+""" + UNTIL_JS + """  const api = window.comfyAPI?.api?.api ?? window.app.api;
   window.app.graph.clear();
   const doctor = LiteGraph.createNode("IPAdapterDoctor");
   window.app.graph.add(doctor);
@@ -189,12 +193,7 @@ def test_node_notes_show_in_nodes_2_0(browser):
 # the page; the warning found while sampling reaches IPAdapterAdvanced's box over the websocket. Then the
 # mask is made square and the graph queued again: the warning is cleared.
 STRETCHED_MASK_JS = """(async () => {
-  const wait = (ms) => new Promise((r) => setTimeout(r, ms));
-  const until = async (probe, ms) => {
-    for (const end = Date.now() + ms; Date.now() < end; await wait(200)) { const v = await probe(); if (v) return v; }
-    return probe();
-  };
-  const api = window.comfyAPI?.api?.api ?? window.app.api;
+""" + UNTIL_JS + """  const api = window.comfyAPI?.api?.api ?? window.app.api;
   await window.app.loadApiJson(%(prompt)s, "stretched_mask.json");
   const graph = window.app.graph;
   const node = graph.getNodeById(6) ?? graph.getNodeById("6");
